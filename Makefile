@@ -1,0 +1,37 @@
+# wasmgate: `make demo` builds everything and starts the demo; `make test` runs the whole suite.
+# Both install what is missing first (the wasm toolchain included: scripts/install-toolchain.sh).
+
+CARGO ?= cargo
+
+.PHONY: all toolchain wasm build demo test lint fmt clean
+
+all: build
+
+toolchain:
+	scripts/install-toolchain.sh
+
+# Every plugin and test fixture, as target/wasm/NAME.wasm.
+wasm: toolchain
+	scripts/build-wasm.sh
+
+# The gateway binary at target/release/wasmgate, and the plugins.
+build: wasm
+	$(CARGO) build --release -p wasmgate
+
+demo: build
+	target/release/wasmgate demo
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Tests run in release: wasmtime compiles plugins far faster optimised, and `make build` shares
+# the dependencies.
+test: wasm lint
+	$(CARGO) test --workspace --release
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,144 @@
+//! A route's plugin chain run over one request: request headers in order, response headers in
+//! reverse order, then the end of every context. A plugin that answers stops the request phase;
+//! the plugins after it are never called for that request.
+
+use std::sync::Arc;
+
+use super::instance::{Action, ContextHandle};
+use super::stream::Stream;
+use super::{CallError, Plugin};
+use crate::config::FailurePolicy;
+
+/// The plugins of one route, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    plugins: Vec<Arc<Plugin>>,
+}
+
+/// How the request phase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Every plugin let the request through: forward it.
+    Forward,
+    /// A plugin answered; the answer is in `Stream::local_response`.
+    Answered,
+}
+
+/// The contexts one request has open in the chain's plugins. Dropping it without
+/// [`ChainRun::finish`] still deletes every context, so no guest state leaks.
+#[derive(Debug)]
+pub struct ChainRun {
+    contexts: Vec<(Arc<Plugin>, Option<ContextHandle>)>,
+}
+
+impl Chain {
+    /// A chain of `plugins`, run in this order on requests.
+    pub fn new(plugins: Vec<Arc<Plugin>>) -> Chain {
+        Chain { plugins }
+    }
+
+    /// The plugins, in order.
+    pub fn plugins(&self) -> &[Arc<Plugin>] {
+        &self.plugins
+    }
+
+    /// Runs every plugin's request-headers callback on `stream`. An error is a plugin failure
+    /// under a fail-closed policy: the request must be refused.
+    pub fn on_request(&self, stream: &mut Stream) -> (ChainRun, Result<RequestOutcome, CallError>) {
+        let mut run = ChainRun {
+            contexts: Vec::with_capacity(self.plugins.len()),
+        };
+        for plugin in &self.plugins {
+            let outcome = plugin.create_context().and_then(|ctx| {
+                let result = plugin.on_request_headers(&ctx, stream);
+                // A failed call lost the context with its instance; keep only live ones.
+                run.contexts
+                    .push((plugin.clone(), result.is_ok().then_some(ctx)));
+                result
+            });
+            match outcome {
+                Ok(_) if stream.local_response.is_some() => {
+                    return (run, Ok(RequestOutcome::Answered));
+                }
+                Ok(Action::Continue) => {}
+                Ok(Action::Pause) => {
+                    let err = paused(plugin);
+                    if let Err(e) = tolerate(plugin, err) {
+                        return (run, Err(e));
+                    }
+                }
+                Err(err) => {
+                    if let Err(e) = tolerate(plugin, err) {
+                        return (run, Err(e));
+                    }
+                }
+            }
+        }
+        (run, Ok(RequestOutcome::Forward))
+    }
+}
+
+/// A plugin that pauses a request without answering it would hold it forever: this host does
+/// not run the calls (HTTP callouts, ticks, bodies) that could resume it.
+fn paused(plugin: &Plugin) -> CallError {
+    CallError::Misbehaved {
+        plugin: plugin.name().clone(),
+        reason: "it paused the request without answering it, and nothing can resume it here (docs/abi.md)".into(),
+    }
+}
+
+/// Applies the plugin's failure policy: fail open logs and goes on, fail closed refuses.
+fn tolerate(plugin: &Plugin, err: CallError) -> Result<(), CallError> {
+    match plugin.failure_policy() {
+        FailurePolicy::Closed => Err(err),
+        FailurePolicy::Open => {
+            tracing::warn!(plugin = %plugin.name(), error = %err, "plugin failed; skipped (failure = \"open\")");
+            Ok(())
+        }
+    }
+}
+
+impl ChainRun {
+    /// Runs the response-headers callback of every plugin that saw the request, in reverse
+    /// order. A plugin may replace the response with a local one (`Stream::local_response`).
+    pub fn on_response(
+        &mut self,
+        stream: &mut Stream,
+        end_of_stream: bool,
+    ) -> Result<(), CallError> {
+        for (plugin, ctx) in self.contexts.iter_mut().rev() {
+            let Some(handle) = ctx else { continue };
+            let had_answer = stream.local_response.is_some();
+            match plugin.on_response_headers(handle, stream, end_of_stream) {
+                Ok(_) if !had_answer && stream.local_response.is_some() => return Ok(()),
+                Ok(Action::Continue) => {}
+                Ok(Action::Pause) => tolerate(plugin, paused(plugin))?,
+                Err(err) => {
+                    *ctx = None;
+                    tolerate(plugin, err)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every context: `on_done`, `on_log`, `on_delete`, in chain order, with the final
+    /// request and response visible.
+    pub fn finish(mut self, stream: &mut Stream) {
+        for (plugin, ctx) in &mut self.contexts {
+            if let Some(handle) = ctx.take() {
+                plugin.finish(&handle, stream);
+            }
+        }
+    }
+}
+
+impl Drop for ChainRun {
+    fn drop(&mut self) {
+        for (plugin, ctx) in &mut self.contexts {
+            if let Some(handle) = ctx.take() {
+                plugin.delete(&handle);
+            }
+        }
+    }
+}

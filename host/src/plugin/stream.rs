@@ -1,0 +1,315 @@
+//! What a plugin sees of one request: the request and response heads with their pseudo-headers,
+//! the local response a plugin may send, and the facts exposed as properties.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode};
+
+/// The request as plugins see and change it. `path` is the normalised path plus query: the
+/// `:path` pseudo-header.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// `:method`.
+    pub method: Method,
+    /// `:path`: the canonical path, then `?query` if any.
+    pub path: String,
+    /// `:authority`: the host the client asked for.
+    pub authority: String,
+    /// `:scheme`: `http` or `https`.
+    pub scheme: &'static str,
+    /// Regular headers (names lower-case).
+    pub headers: HeaderMap,
+}
+
+impl Default for RequestHead {
+    fn default() -> Self {
+        RequestHead {
+            method: Method::GET,
+            path: "/".into(),
+            authority: String::new(),
+            scheme: "http",
+            headers: HeaderMap::new(),
+        }
+    }
+}
+
+/// The response as plugins see and change it.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    /// `:status`.
+    pub status: StatusCode,
+    /// Regular headers.
+    pub headers: HeaderMap,
+}
+
+/// A response a plugin sent itself (`proxy_send_local_response`).
+#[derive(Debug, Clone)]
+pub struct LocalResponse {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers the plugin gave.
+    pub headers: HeaderMap,
+    /// Body the plugin gave.
+    pub body: Bytes,
+    /// The plugin's reason ("status code details"), for the log only.
+    pub details: String,
+    /// Name of the plugin that answered.
+    pub plugin: Arc<str>,
+}
+
+/// Facts about the request that plugins read as properties.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// Name of the matched route.
+    pub route: Arc<str>,
+    /// The client's address.
+    pub source: SocketAddr,
+    /// The gateway address the client connected to.
+    pub destination: SocketAddr,
+    /// `HTTP/1.1` or `HTTP/2`.
+    pub protocol: &'static str,
+    /// The request id (also sent upstream as `x-request-id`).
+    pub id: String,
+}
+
+/// One request's state across the plugin calls made for it.
+#[derive(Debug, Default)]
+pub struct Stream {
+    /// The request head; plugins may change it during the request-headers phase.
+    pub request: RequestHead,
+    /// The response head, once there is one.
+    pub response: Option<ResponseHead>,
+    /// Set when a plugin answered the request itself.
+    pub local_response: Option<LocalResponse>,
+    /// Facts for properties.
+    pub info: Option<Arc<RequestInfo>>,
+    /// Whether the request has no body (the `end_of_stream` flag of the request-headers call).
+    pub request_end_of_stream: bool,
+}
+
+/// Why a header map edit was refused; maps to the ABI's BadArgument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BadHeader;
+
+/// A view of one header map, request or response, with its pseudo-headers.
+pub(crate) enum MapMut<'a> {
+    Request(&'a mut RequestHead),
+    Response(&'a mut ResponseHead),
+}
+
+fn header_name(name: &[u8]) -> Result<HeaderName, BadHeader> {
+    HeaderName::from_bytes(name).map_err(|_| BadHeader)
+}
+
+fn header_value(value: &[u8]) -> Result<HeaderValue, BadHeader> {
+    HeaderValue::from_bytes(value).map_err(|_| BadHeader)
+}
+
+fn utf8(value: &[u8]) -> Result<&str, BadHeader> {
+    std::str::from_utf8(value).map_err(|_| BadHeader)
+}
+
+impl MapMut<'_> {
+    fn headers(&self) -> &HeaderMap {
+        match self {
+            MapMut::Request(r) => &r.headers,
+            MapMut::Response(r) => &r.headers,
+        }
+    }
+
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        match self {
+            MapMut::Request(r) => &mut r.headers,
+            MapMut::Response(r) => &mut r.headers,
+        }
+    }
+
+    /// The pseudo-headers of this map, in the order proxies list them.
+    fn pseudo(&self) -> Vec<(&'static str, String)> {
+        match self {
+            MapMut::Request(r) => vec![
+                (":authority", r.authority.clone()),
+                (":path", r.path.clone()),
+                (":method", r.method.as_str().to_string()),
+                (":scheme", r.scheme.to_string()),
+            ],
+            MapMut::Response(r) => vec![(":status", r.status.as_u16().to_string())],
+        }
+    }
+
+    /// Every pair, pseudo-headers first. Values of repeated headers come as separate pairs.
+    pub(crate) fn pairs(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = self
+            .pseudo()
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.into_bytes()))
+            .collect();
+        out.extend(
+            self.headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec())),
+        );
+        out
+    }
+
+    /// The value of `name` (case-insensitive); repeated headers are joined with `,`.
+    pub(crate) fn get(&self, name: &[u8]) -> Option<Vec<u8>> {
+        if name.first() == Some(&b':') {
+            let name = std::str::from_utf8(name).ok()?;
+            return self
+                .pseudo()
+                .into_iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.into_bytes());
+        }
+        let name = header_name(name).ok()?;
+        let mut values = self.headers().get_all(&name).iter();
+        let first = values.next()?.as_bytes().to_vec();
+        Some(values.fold(first, |mut acc, v| {
+            acc.push(b',');
+            acc.extend_from_slice(v.as_bytes());
+            acc
+        }))
+    }
+
+    fn set_pseudo(&mut self, name: &[u8], value: &[u8]) -> Result<(), BadHeader> {
+        let value = utf8(value)?;
+        match (self, name) {
+            (MapMut::Request(r), b":path") => {
+                // The upstream request line is built from it: it must be a valid origin-form.
+                if !value.starts_with('/') || value.parse::<http::uri::PathAndQuery>().is_err() {
+                    return Err(BadHeader);
+                }
+                r.path = value.to_string();
+            }
+            (MapMut::Request(r), b":method") => {
+                r.method = Method::from_bytes(value.as_bytes()).map_err(|_| BadHeader)?;
+            }
+            (MapMut::Request(r), b":authority") => {
+                value
+                    .parse::<http::uri::Authority>()
+                    .map_err(|_| BadHeader)?;
+                r.authority = value.to_string();
+            }
+            (MapMut::Response(r), b":status") => {
+                let code: u16 = value.parse().map_err(|_| BadHeader)?;
+                r.status = match StatusCode::from_u16(code) {
+                    Ok(s) if (200..=599).contains(&code) => s,
+                    _ => return Err(BadHeader),
+                };
+            }
+            // `:scheme` is the connection's and other pseudo-headers do not exist.
+            _ => return Err(BadHeader),
+        }
+        Ok(())
+    }
+
+    /// Sets `name` to `value`, replacing every earlier value.
+    pub(crate) fn replace(&mut self, name: &[u8], value: &[u8]) -> Result<(), BadHeader> {
+        if name.first() == Some(&b':') {
+            return self.set_pseudo(name, value);
+        }
+        let (name, value) = (header_name(name)?, header_value(value)?);
+        self.headers_mut().insert(name, value);
+        Ok(())
+    }
+
+    /// Adds a value for `name`, keeping earlier ones.
+    pub(crate) fn add(&mut self, name: &[u8], value: &[u8]) -> Result<(), BadHeader> {
+        if name.first() == Some(&b':') {
+            return self.set_pseudo(name, value);
+        }
+        let (name, value) = (header_name(name)?, header_value(value)?);
+        self.headers_mut().append(name, value);
+        Ok(())
+    }
+
+    /// Removes every value of `name`. Pseudo-headers cannot be removed: a request without
+    /// `:path` or a response without `:status` cannot be forwarded (Envoy crashed on exactly that).
+    pub(crate) fn remove(&mut self, name: &[u8]) -> Result<(), BadHeader> {
+        if name.first() == Some(&b':') {
+            return Err(BadHeader);
+        }
+        if let Ok(name) = header_name(name) {
+            self.headers_mut().remove(name);
+        }
+        Ok(())
+    }
+
+    /// Replaces the whole map. Pseudo-headers in `pairs` set the pseudo-header; those missing
+    /// keep their value.
+    pub(crate) fn set_all(&mut self, pairs: &[(&[u8], &[u8])]) -> Result<(), BadHeader> {
+        let mut headers = HeaderMap::with_capacity(pairs.len());
+        let mut pseudo = Vec::new();
+        for (k, v) in pairs {
+            if k.first() == Some(&b':') {
+                pseudo.push((*k, *v));
+            } else {
+                headers.append(header_name(k)?, header_value(v)?);
+            }
+        }
+        for (k, v) in pseudo {
+            self.set_pseudo(k, v)?;
+        }
+        *self.headers_mut() = headers;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> RequestHead {
+        let mut r = RequestHead {
+            method: Method::POST,
+            path: "/a?b=1".into(),
+            authority: "gw".into(),
+            scheme: "https",
+            headers: HeaderMap::new(),
+        };
+        r.headers.append("apikey", HeaderValue::from_static("k"));
+        r.headers.append("x-a", HeaderValue::from_static("1"));
+        r.headers.append("x-a", HeaderValue::from_static("2"));
+        r
+    }
+
+    #[test]
+    fn pseudo_headers_are_readable_and_checked_when_set() {
+        let mut r = request();
+        let mut m = MapMut::Request(&mut r);
+        assert_eq!(m.get(b":path").unwrap(), b"/a?b=1");
+        assert_eq!(m.get(b":method").unwrap(), b"POST");
+        assert_eq!(m.get(b"X-A").unwrap(), b"1,2");
+        assert_eq!(m.get(b"missing"), None);
+        assert_eq!(m.pairs().len(), 7);
+        m.replace(b":path", b"/uci/prediction").unwrap();
+        assert_eq!(m.replace(b":path", b"no-slash"), Err(BadHeader));
+        assert_eq!(m.replace(b":path", b"/a b"), Err(BadHeader));
+        assert_eq!(m.remove(b":path"), Err(BadHeader));
+        assert_eq!(m.replace(b":status", b"200"), Err(BadHeader));
+        assert_eq!(m.replace(b"x-b", b"bad\r\nvalue"), Err(BadHeader));
+        m.remove(b"APIKEY").unwrap();
+        assert_eq!(r.path, "/uci/prediction");
+        assert!(r.headers.get("apikey").is_none());
+    }
+
+    #[test]
+    fn status_cannot_be_removed_or_set_out_of_range() {
+        let mut r = ResponseHead {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+        };
+        let mut m = MapMut::Response(&mut r);
+        assert_eq!(m.remove(b":status"), Err(BadHeader));
+        assert_eq!(m.replace(b":status", b"99"), Err(BadHeader));
+        assert_eq!(m.replace(b":status", b"abc"), Err(BadHeader));
+        m.replace(b":status", b"418").unwrap();
+        m.set_all(&[(b":status", b"201"), (b"x-y", b"z")]).unwrap();
+        assert_eq!(r.status, StatusCode::CREATED);
+        assert_eq!(r.headers.get("x-y").unwrap(), "z");
+    }
+}

@@ -1,0 +1,422 @@
+//! The request path: canonical path, route match, the route's plugin chain on the request,
+//! the upstream call, the chain on the response, and the answer. ARCHITECTURE.md draws it.
+
+pub mod error;
+pub mod path;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+pub use error::{Fault, ProxyError, json_response};
+
+use crate::config::{Config, RouteConfig};
+use crate::plugin::{
+    Chain, CompiledModule, LoadError, RequestHead, RequestInfo, RequestOutcome, ResponseHead,
+    Runtime, Stream,
+};
+
+/// Errors a response body can end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every response the gateway sends.
+pub type ResponseBody = BoxBody<Bytes, BoxError>;
+
+/// A complete body.
+pub fn full_body(bytes: Bytes) -> ResponseBody {
+    Full::new(bytes)
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+/// What the server knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The listener address the client connected to.
+    pub local: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+/// One route, ready to serve.
+#[derive(Debug)]
+pub struct Route {
+    name: Arc<str>,
+    prefix: String,
+    upstream: http::uri::Authority,
+    timeout: Duration,
+    chain: Chain,
+    client: Client<HttpConnector, Incoming>,
+}
+
+impl Route {
+    /// The route's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The route's path prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The route's plugin chain.
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+}
+
+/// A plugin that could not be loaded, at its place in the config.
+#[derive(Debug, thiserror::Error)]
+#[error("routes[{route}].plugins[{index}] ({name}): {error}")]
+pub struct PluginLoadError {
+    /// Index of the route in the config.
+    pub route: usize,
+    /// Index of the plugin in the route's chain.
+    pub index: usize,
+    /// The plugin's name.
+    pub name: String,
+    /// Why it could not be loaded.
+    #[source]
+    pub error: LoadError,
+}
+
+/// The routes and their plugins: everything a request needs, built from one config.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Longest prefix first, so the first match is the most specific.
+    routes: Vec<Route>,
+    next_request: AtomicU64,
+    request_id_prefix: u32,
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1); never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Removes hop-by-hop headers and every header the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::PROXY_AUTHENTICATE);
+}
+
+impl Gateway {
+    /// Loads every plugin the config names (each module compiled once, configured per use) and
+    /// builds the routes. Every plugin that fails is reported, each at its place.
+    pub fn build(config: &Config, runtime: &Runtime) -> Result<Gateway, Vec<PluginLoadError>> {
+        let mut modules: Vec<(std::path::PathBuf, Result<CompiledModule, ()>)> = Vec::new();
+        let mut errors = Vec::new();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for (r, route) in config.routes.iter().enumerate() {
+            let mut plugins = Vec::with_capacity(route.plugins.len());
+            for (p, plugin) in route.plugins.iter().enumerate() {
+                let path = plugin.module_path(&config.plugins);
+                let place = |error| PluginLoadError {
+                    route: r,
+                    index: p,
+                    name: plugin.name.clone(),
+                    error,
+                };
+                let compiled = match modules.iter().find(|(m, _)| *m == path) {
+                    Some((_, Ok(m))) => m.clone(),
+                    // Already reported at its first use.
+                    Some((_, Err(()))) => continue,
+                    None => match runtime.compile(&path) {
+                        Ok(m) => {
+                            modules.push((path, Ok(m.clone())));
+                            m
+                        }
+                        Err(e) => {
+                            modules.push((path, Err(())));
+                            errors.push(place(e));
+                            continue;
+                        }
+                    },
+                };
+                match runtime.configure(
+                    &compiled,
+                    &plugin.name,
+                    plugin.config_json(),
+                    plugin.failure,
+                ) {
+                    Ok(loaded) => plugins.push(loaded),
+                    Err(e) => errors.push(place(e)),
+                }
+            }
+            routes.push(Route::new(route, Chain::new(plugins)));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        let mut seed = [0u8; 4];
+        // A per-process prefix keeps request ids unique across restarts; without the OS source
+        // the ids are still unique within the process.
+        let _ = getrandom::fill(&mut seed);
+        Ok(Gateway {
+            routes,
+            next_request: AtomicU64::new(1),
+            request_id_prefix: u32::from_le_bytes(seed),
+        })
+    }
+
+    /// The routes, most specific first.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    fn route_for(&self, path: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| path::prefix_matches(&r.prefix, path))
+    }
+
+    /// Serves one request. Never fails: every failure is turned into a response here.
+    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<ResponseBody> {
+        let mut route_name = None;
+        match self.proxy(req, conn, &mut route_name).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(route_name.as_deref()),
+        }
+    }
+
+    async fn proxy(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        route_name: &mut Option<Arc<str>>,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        let (parts, body) = req.into_parts();
+        if parts.method == http::Method::CONNECT {
+            return Err(ProxyError::BadRequest("CONNECT is not supported"));
+        }
+        let path = path::normalize(parts.uri.path())?;
+        let route = self.route_for(&path).ok_or(ProxyError::NoRoute)?;
+        *route_name = Some(route.name.clone());
+
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let mut headers = parts.headers;
+        strip_hop_by_hop(&mut headers);
+        headers.remove(header::HOST);
+        let id = format!(
+            "{:08x}{:016x}",
+            self.request_id_prefix,
+            self.next_request.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut stream = Stream {
+            request: RequestHead {
+                method: parts.method,
+                path: path_and_query,
+                authority,
+                scheme: conn.scheme,
+                headers,
+            },
+            response: None,
+            local_response: None,
+            info: Some(Arc::new(RequestInfo {
+                route: route.name.clone(),
+                source: conn.peer,
+                destination: conn.local,
+                protocol: if parts.version == Version::HTTP_2 {
+                    "HTTP/2"
+                } else {
+                    "HTTP/1.1"
+                },
+                id: id.clone(),
+            })),
+            request_end_of_stream: body.is_end_stream(),
+        };
+
+        let (mut run, outcome) = route.chain.on_request(&mut stream);
+        if outcome? == RequestOutcome::Answered {
+            // The answering plugin and those before it see the answer as the response.
+            let local = stream.local_response.clone().expect("answered");
+            stream.response = Some(ResponseHead {
+                status: local.status,
+                headers: local.headers,
+            });
+            run.on_response(&mut stream, true)?;
+            let response = respond(&mut stream, None);
+            run.finish(&mut stream);
+            return Ok(response);
+        }
+
+        let upstream_req = route.upstream_request(&stream, conn, &id, body)?;
+        let upstream_res =
+            match tokio::time::timeout(route.timeout, route.client.request(upstream_req)).await {
+                Err(_) => {
+                    return Err(ProxyError::UpstreamTimeout(route.timeout.as_millis() as u64));
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    return Err(ProxyError::UpstreamUnreachable(error_chain(&e)));
+                }
+                Ok(Err(e)) => return Err(ProxyError::UpstreamFailed(error_chain(&e))),
+                Ok(Ok(res)) => res,
+            };
+        let (parts, body) = upstream_res.into_parts();
+        let mut headers = parts.headers;
+        strip_hop_by_hop(&mut headers);
+        // The upstream's identity stays behind the gateway.
+        headers.remove(header::SERVER);
+        let end_of_stream = body.is_end_stream();
+        stream.response = Some(ResponseHead {
+            status: parts.status,
+            headers,
+        });
+        run.on_response(&mut stream, end_of_stream)?;
+        let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+        let response = respond(&mut stream, Some(body));
+        run.finish(&mut stream);
+        Ok(response)
+    }
+}
+
+/// The response the client gets: a plugin's local answer if there is one, else the (possibly
+/// changed) upstream head with the upstream body.
+fn respond(stream: &mut Stream, upstream_body: Option<ResponseBody>) -> Response<ResponseBody> {
+    if let Some(local) = &stream.local_response {
+        tracing::debug!(plugin = %local.plugin, status = local.status.as_u16(), details = %local.details, "plugin answered the request");
+        let mut response = Response::new(full_body(local.body.clone()));
+        *response.status_mut() = local.status;
+        *response.headers_mut() = local.headers.clone();
+        return response;
+    }
+    let head = stream
+        .response
+        .as_ref()
+        .expect("response head set before respond");
+    let mut response = Response::new(upstream_body.unwrap_or_else(|| full_body(Bytes::new())));
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers.clone();
+    response
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl Route {
+    fn new(config: &RouteConfig, chain: Chain) -> Route {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        let upstream = config
+            .upstream_uri()
+            .authority()
+            .cloned()
+            .expect("validated upstream has an authority");
+        Route {
+            name: config.name.as_str().into(),
+            prefix: config.prefix.clone(),
+            upstream,
+            timeout: Duration::from_millis(config.timeout_ms),
+            chain,
+            client,
+        }
+    }
+
+    /// The request sent upstream: the head as the plugins left it, with hop-by-hop headers
+    /// removed and the forwarding headers set from what the gateway saw.
+    fn upstream_request(
+        &self,
+        stream: &Stream,
+        conn: ConnInfo,
+        id: &str,
+        body: Incoming,
+    ) -> Result<Request<Incoming>, ProxyError> {
+        let head = &stream.request;
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(self.upstream.clone())
+            .path_and_query(head.path.as_str())
+            .build()
+            .map_err(|_| ProxyError::BadRequest("the rewritten path is not a valid URI path"))?;
+        let mut headers = head.headers.clone();
+        // Plugins may have added connection-level headers back.
+        strip_hop_by_hop(&mut headers);
+        let value = |s: &str| HeaderValue::from_str(s).ok();
+        if let Some(host) = value(self.upstream.as_str()) {
+            headers.insert(header::HOST, host);
+        }
+        // Set from the real peer, replacing whatever the client claimed.
+        if let Some(v) = value(&conn.peer.ip().to_string()) {
+            headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+        }
+        headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static(conn.scheme),
+        );
+        match value(&head.authority) {
+            Some(v) if !head.authority.is_empty() => {
+                headers.insert(HeaderName::from_static("x-forwarded-host"), v);
+            }
+            _ => {
+                headers.remove(HeaderName::from_static("x-forwarded-host"));
+            }
+        }
+        if let Some(v) = value(id) {
+            headers.insert(HeaderName::from_static("x-request-id"), v);
+        }
+        let mut req = Request::new(body);
+        *req.method_mut() = head.method.clone();
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        Ok(req)
+    }
+}

@@ -1,0 +1,199 @@
+//! The listeners: accepting connections (plain and TLS), serving HTTP/1.1 and HTTP/2 on them
+//! with the configured limits, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, ServerConfig};
+use crate::proxy::{ConnInfo, Gateway};
+
+/// How long shutdown waits for requests in flight before closing their connections.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running set of listeners. Dropping it does not stop them; call [`Server::shutdown`].
+#[derive(Debug)]
+pub struct Server {
+    http_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Server {
+    /// Binds the configured listeners and starts serving `gateway` on them.
+    pub async fn start(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
+        use anyhow::Context;
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let settings = Arc::new(config.server.clone());
+        let mut http_addr = None;
+        let mut https_addr = None;
+        if let Some(addr) = config.server.http {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("server.http: cannot listen on {addr}"))?;
+            http_addr = Some(listener.local_addr()?);
+            tasks.spawn(accept_loop(
+                listener,
+                None,
+                gateway.clone(),
+                settings.clone(),
+                stopped.clone(),
+            ));
+        }
+        if let (Some(addr), Some(tls)) = (config.server.https, &config.tls) {
+            let tls_config = crate::tls::server_config(&tls.cert, &tls.key).context("tls")?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("server.https: cannot listen on {addr}"))?;
+            https_addr = Some(listener.local_addr()?);
+            tasks.spawn(accept_loop(
+                listener,
+                Some(TlsAcceptor::from(tls_config)),
+                gateway.clone(),
+                settings.clone(),
+                stopped.clone(),
+            ));
+        }
+        Ok(Server {
+            http_addr,
+            https_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The bound plain HTTP address (with the real port when configured with port 0).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The bound HTTPS address.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to a drain timeout), then returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+fn connection_builder(settings: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's header-read timeout does nothing without a timer.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(settings.header_read_timeout_ms))
+        .max_headers(settings.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(settings.h2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(Some(20))
+        .max_header_list_size(64 * 1024);
+    builder
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    gateway: Arc<Gateway>,
+    settings: Arc<ServerConfig>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let builder = Arc::new(connection_builder(&settings));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly, keep serving.
+                    tracing::warn!(listener = %local, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let conn = ConnInfo {
+            peer,
+            local,
+            scheme,
+        };
+        let gateway = gateway.clone();
+        let builder = builder.clone();
+        let handshake_timeout = Duration::from_millis(settings.tls_handshake_timeout_ms);
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, conn).await) }
+            });
+            match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                Some(acceptor) => {
+                    let Some(stream) = handshake(acceptor, tcp, handshake_timeout, peer).await
+                    else {
+                        return;
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(listener = %local, "requests still in flight after the drain timeout; closing");
+    }
+}
+
+async fn handshake(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    timeout: Duration,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
