@@ -1,0 +1,594 @@
+//! `key-auth`: admits only requests that present a known API key, the way Kong's key-auth does,
+//! and tells the upstream which consumer it was.
+//!
+//! | key | type | default | meaning |
+//! | --- | --- | --- | --- |
+//! | `key_names` | list of strings | `["apikey"]` | header names / query parameter names that carry the key, tried in order |
+//! | `key_in_header` | bool | `true` | look for the key in request headers (names case-insensitive) |
+//! | `key_in_query` | bool | `false` | look for the key in the query string (off: keys in URLs end up in logs) |
+//! | `hide_credentials` | bool | `true` | remove every `key_names` header / query parameter before the request goes upstream |
+//! | `consumers` | list | required, non-empty | `{ "username": "...", "keys": ["plain key"], "key_sha256": ["64 hex digits"] }` |
+//!
+//! Each consumer needs a non-empty, unique `username` and at least one key, in `keys` (plain) or
+//! `key_sha256` (the hex SHA-256 of the key, so the configuration need not hold the key). Keys must
+//! be unique across all consumers.
+//!
+//! Only SHA-256 digests are kept after configure. A presented key is hashed and compared, in
+//! constant time, with every stored digest, never stopping at the first match.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | no key (or an empty one) | `401 {"message":"No API key found in request"}`, `www-authenticate: Key realm="wasmgate"` |
+//! | unknown key | `401 {"message":"Invalid authentication credentials"}`, same `www-authenticate` |
+//! | known key | continues upstream with `x-consumer-username: <username>` (any client-sent one removed) |
+//!
+//! No key is ever logged.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+use wasmgate_sdk::{Decision, Plugin, Request};
+
+/// Header that tells the upstream who the authenticated consumer is.
+pub const CONSUMER_HEADER: &str = "x-consumer-username";
+/// Sent with every 401, as RFC 9110 asks.
+const WWW_AUTHENTICATE: &str = r#"Key realm="wasmgate""#;
+const NO_KEY: &str = "No API key found in request";
+const INVALID_KEY: &str = "Invalid authentication credentials";
+
+/// Configuration of `key-auth` (see the crate docs for the table).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Header / query parameter names that carry the key.
+    #[serde(default = "default_key_names")]
+    pub key_names: Vec<String>,
+    /// Look in headers.
+    #[serde(default = "yes")]
+    pub key_in_header: bool,
+    /// Look in the query string.
+    #[serde(default)]
+    pub key_in_query: bool,
+    /// Strip the key before the request goes upstream.
+    #[serde(default = "yes")]
+    pub hide_credentials: bool,
+    /// Who may call, and with which keys.
+    #[serde(default)]
+    pub consumers: Vec<ConsumerConfig>,
+}
+
+/// One consumer in the configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Name sent upstream in `x-consumer-username`.
+    pub username: String,
+    /// Plain keys (hashed at configure time).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Hex SHA-256 digests of keys.
+    #[serde(default)]
+    pub key_sha256: Vec<String>,
+}
+
+fn default_key_names() -> Vec<String> {
+    vec!["apikey".to_owned()]
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One stored key: its digest and the index of its consumer.
+#[derive(Debug)]
+struct Credential {
+    digest: [u8; 32],
+    consumer: u32,
+}
+
+/// The configured plugin.
+#[derive(Debug)]
+pub struct KeyAuth {
+    key_names: Vec<String>,
+    key_in_header: bool,
+    key_in_query: bool,
+    hide_credentials: bool,
+    usernames: Vec<String>,
+    credentials: Vec<Credential>,
+}
+
+/// An HTTP header name is a non-empty RFC 9110 token; key names must be usable as one.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Decodes exactly 64 hex digits (either case) into a digest.
+fn decode_sha256_hex(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi << 4 | lo) as u8;
+    }
+    Some(out)
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+impl KeyAuth {
+    /// The username whose key this is. Compares the key's digest with every stored digest in
+    /// constant time and does not stop early, so timing tells nothing about which key or how
+    /// many keys are close.
+    fn authenticate(&self, key: &[u8]) -> Option<&str> {
+        let digest = sha256(key);
+        let mut found = Choice::from(0);
+        let mut consumer = 0u32;
+        for cred in &self.credentials {
+            let eq = cred.digest.ct_eq(&digest);
+            consumer.conditional_assign(&cred.consumer, eq);
+            found |= eq;
+        }
+        if bool::from(found) {
+            self.usernames.get(consumer as usize).map(String::as_str)
+        } else {
+            None
+        }
+    }
+
+    /// The first non-empty key the request presents, in `key_names` order, header before query.
+    fn presented_key(&self, req: &Request<'_>) -> Option<Vec<u8>> {
+        for name in &self.key_names {
+            if self.key_in_header
+                && let Some(v) = req.header_bytes(name).filter(|v| !v.is_empty())
+            {
+                return Some(v);
+            }
+            if self.key_in_query
+                && let Some(v) = req.query_param_bytes(name).filter(|v| !v.is_empty())
+            {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn reject(message: &str) -> Decision {
+        Decision::reject_json(401, message).with_header("www-authenticate", WWW_AUTHENTICATE)
+    }
+}
+
+impl Plugin for KeyAuth {
+    type Config = Config;
+
+    fn configure(config: Config) -> Result<Self, String> {
+        if config.key_names.is_empty() {
+            return Err("key_names: at least one name is required".to_owned());
+        }
+        for (i, name) in config.key_names.iter().enumerate() {
+            if !is_token(name) {
+                return Err(format!(
+                    "key_names[{i}]: {name:?} is not a valid header or parameter name"
+                ));
+            }
+        }
+        if !config.key_in_header && !config.key_in_query {
+            return Err(
+                "key_in_header, key_in_query: both are false, so no key could ever be found"
+                    .to_owned(),
+            );
+        }
+        if config.consumers.is_empty() {
+            return Err("consumers: at least one consumer is required".to_owned());
+        }
+
+        let mut usernames: Vec<String> = Vec::with_capacity(config.consumers.len());
+        let mut credentials: Vec<Credential> = Vec::new();
+        // Where each credential came from, for duplicate messages (never the key itself).
+        let mut origins: Vec<String> = Vec::new();
+        for (ci, consumer) in config.consumers.into_iter().enumerate() {
+            let username = consumer.username;
+            if username.trim().is_empty() {
+                return Err(format!("consumers[{ci}].username: must not be empty"));
+            }
+            if username.chars().any(char::is_control) || username.trim() != username {
+                return Err(format!(
+                    "consumers[{ci}].username: must not have control characters or surrounding spaces"
+                ));
+            }
+            if let Some(prev) = usernames.iter().position(|u| *u == username) {
+                return Err(format!(
+                    "consumers[{ci}].username: duplicate of consumers[{prev}].username"
+                ));
+            }
+            if consumer.keys.is_empty() && consumer.key_sha256.is_empty() {
+                return Err(format!(
+                    "consumers[{ci}]: needs at least one key in keys or key_sha256"
+                ));
+            }
+            let index = u32::try_from(ci).map_err(|_| "consumers: too many".to_owned())?;
+            let mut entries = Vec::new();
+            for (ki, key) in consumer.keys.iter().enumerate() {
+                if key.is_empty() {
+                    return Err(format!("consumers[{ci}].keys[{ki}]: must not be empty"));
+                }
+                entries.push((
+                    format!("consumers[{ci}].keys[{ki}]"),
+                    sha256(key.as_bytes()),
+                ));
+            }
+            for (ki, hex) in consumer.key_sha256.iter().enumerate() {
+                let place = format!("consumers[{ci}].key_sha256[{ki}]");
+                let digest =
+                    decode_sha256_hex(hex).ok_or_else(|| format!("{place}: not 64 hex digits"))?;
+                entries.push((place, digest));
+            }
+            for (place, digest) in entries {
+                if let Some(prev) = credentials.iter().position(|c| c.digest == digest) {
+                    return Err(format!(
+                        "{place}: duplicate key (same as {})",
+                        origins[prev]
+                    ));
+                }
+                credentials.push(Credential {
+                    digest,
+                    consumer: index,
+                });
+                origins.push(place);
+            }
+            usernames.push(username);
+        }
+        wasmgate_sdk::info!(
+            "key-auth: {} consumers, {} keys",
+            usernames.len(),
+            credentials.len()
+        );
+        Ok(KeyAuth {
+            key_names: config.key_names,
+            key_in_header: config.key_in_header,
+            key_in_query: config.key_in_query,
+            hide_credentials: config.hide_credentials,
+            usernames,
+            credentials,
+        })
+    }
+
+    fn on_request(&self, req: &mut Request<'_>) -> Decision {
+        let Some(key) = self.presented_key(req) else {
+            wasmgate_sdk::debug!("key-auth: request without an API key refused");
+            return Self::reject(NO_KEY);
+        };
+        let Some(username) = self.authenticate(&key) else {
+            wasmgate_sdk::info!("key-auth: request with an invalid API key refused");
+            return Self::reject(INVALID_KEY);
+        };
+        if self.hide_credentials {
+            for name in &self.key_names {
+                if self.key_in_header {
+                    req.remove_header(name);
+                }
+                if self.key_in_query {
+                    req.remove_query_param(name);
+                }
+            }
+        }
+        // A client must not be able to claim a consumer: drop whatever it sent, then set ours.
+        req.remove_header(CONSUMER_HEADER);
+        req.set_header(CONSUMER_HEADER, username);
+        wasmgate_sdk::debug!("key-auth: consumer {username} authenticated");
+        Decision::Continue
+    }
+}
+
+wasmgate_sdk::export_plugin!(KeyAuth);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmgate_sdk::testing::{TestRequest, configure, take_logs};
+
+    const KEY: &str = "hP6v25BQVS5CcS1nqKpxdrFkUxze9JWD";
+    /// SHA-256 of "secret", computed outside Rust.
+    const SECRET_SHA256: &str = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
+
+    fn config(extra: &str) -> String {
+        format!(
+            r#"{{{extra}"consumers":[
+                {{"username":"alice","keys":["{KEY}"]}},
+                {{"username":"bob","keys":["bob-key-1"],"key_sha256":["{SECRET_SHA256}"]}}
+            ]}}"#
+        )
+    }
+
+    fn plugin(extra: &str) -> KeyAuth {
+        configure(&config(extra)).unwrap()
+    }
+
+    #[test]
+    fn valid_key_in_header_admits_and_names_the_consumer() {
+        let p = plugin("");
+        let out = TestRequest::post("/serving-uci/uci/prediction")
+            .header("apikey", KEY)
+            .header("x-instance-id", "kong_ins")
+            .run(&p);
+        assert!(out.is_continue());
+        assert_eq!(out.header(CONSUMER_HEADER).as_deref(), Some("alice"));
+        // hide_credentials defaults to true.
+        assert_eq!(out.header("apikey"), None);
+        assert_eq!(out.header("x-instance-id").as_deref(), Some("kong_ins"));
+        assert_eq!(out.path(), "/serving-uci/uci/prediction");
+    }
+
+    #[test]
+    fn header_name_is_case_insensitive_and_keys_map_to_their_consumer() {
+        let p = plugin("");
+        let out = TestRequest::get("/").header("APIKEY", "bob-key-1").run(&p);
+        assert_eq!(out.header(CONSUMER_HEADER).as_deref(), Some("bob"));
+        let out = TestRequest::get("/").header("ApiKey", "secret").run(&p);
+        assert_eq!(out.header(CONSUMER_HEADER).as_deref(), Some("bob"));
+        let out = TestRequest::get("/").header("apikey", KEY).run(&p);
+        assert_eq!(out.header(CONSUMER_HEADER).as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn spoofed_consumer_header_is_replaced() {
+        let p = plugin("");
+        let out = TestRequest::get("/")
+            .header("x-consumer-username", "admin")
+            .header("X-Consumer-Username", "root")
+            .header("apikey", "bob-key-1")
+            .run(&p);
+        assert_eq!(out.header_values(CONSUMER_HEADER), vec!["bob"]);
+    }
+
+    #[test]
+    fn missing_key_is_401_with_challenge() {
+        let p = plugin("");
+        for req in [
+            TestRequest::post("/x"),
+            TestRequest::post("/x").header("apikey", ""),
+            TestRequest::post("/x").header("api-key", KEY),
+            // The query is not looked at by default.
+            TestRequest::post(&format!("/x?apikey={KEY}")),
+        ] {
+            let out = req.run(&p);
+            assert_eq!(out.status(), Some(401));
+            assert_eq!(out.message().as_deref(), Some(NO_KEY));
+            let r = out.local_response().unwrap();
+            assert_eq!(
+                r.header("www-authenticate"),
+                Some(r#"Key realm="wasmgate""#)
+            );
+            assert_eq!(r.header("content-type"), Some("application/json"));
+            assert_eq!(r.body, br#"{"message":"No API key found in request"}"#);
+        }
+    }
+
+    #[test]
+    fn wrong_key_is_401_invalid() {
+        let p = plugin("");
+        let almost = &KEY[..KEY.len() - 1];
+        for bad in [almost, "secret2", "SECRET", SECRET_SHA256, "bob-key-1 x"] {
+            let out = TestRequest::post("/x").header("apikey", bad).run(&p);
+            assert_eq!(out.status(), Some(401), "{bad}");
+            assert_eq!(out.message().as_deref(), Some(INVALID_KEY));
+        }
+        // Two key headers read as one joined value, which is no key.
+        let out = TestRequest::post("/x")
+            .header("apikey", KEY)
+            .header("apikey", KEY)
+            .run(&p);
+        assert_eq!(out.message().as_deref(), Some(INVALID_KEY));
+        // Not valid UTF-8: compared as bytes, refused.
+        let out = TestRequest::post("/x")
+            .header_bytes("apikey", b"\xff\xfe")
+            .run(&p);
+        assert_eq!(out.message().as_deref(), Some(INVALID_KEY));
+    }
+
+    #[test]
+    fn hide_credentials_false_keeps_the_key() {
+        let p = plugin(r#""hide_credentials":false,"#);
+        let out = TestRequest::get("/").header("apikey", KEY).run(&p);
+        assert!(out.is_continue());
+        assert_eq!(out.header("apikey").as_deref(), Some(KEY));
+    }
+
+    #[test]
+    fn key_in_query() {
+        let p = plugin(r#""key_in_query":true,"#);
+        let out = TestRequest::get(&format!("/p?a=1&apikey={KEY}&b=2")).run(&p);
+        assert!(out.is_continue());
+        assert_eq!(out.header(CONSUMER_HEADER).as_deref(), Some("alice"));
+        assert_eq!(out.path(), "/p?a=1&b=2");
+        // Percent-encoded keys are decoded.
+        let out = TestRequest::get("/p?apikey=bob%2Dkey%2D1").run(&p);
+        assert_eq!(out.header(CONSUMER_HEADER).as_deref(), Some("bob"));
+        assert_eq!(out.path(), "/p");
+        // The header still works and wins; the query copy is stripped too.
+        let out = TestRequest::get("/p?apikey=wrong")
+            .header("apikey", "secret")
+            .run(&p);
+        assert_eq!(out.header(CONSUMER_HEADER).as_deref(), Some("bob"));
+        assert_eq!(out.path(), "/p");
+        assert_eq!(out.header("apikey"), None);
+        let out = TestRequest::get("/p?apikey=wrong").run(&p);
+        assert_eq!(out.message().as_deref(), Some(INVALID_KEY));
+    }
+
+    #[test]
+    fn query_only() {
+        let p = plugin(r#""key_in_query":true,"key_in_header":false,"hide_credentials":false,"#);
+        let out = TestRequest::get("/").header("apikey", KEY).run(&p);
+        assert_eq!(out.message().as_deref(), Some(NO_KEY));
+        let out = TestRequest::get(&format!("/?apikey={KEY}")).run(&p);
+        assert!(out.is_continue());
+        assert_eq!(out.path(), format!("/?apikey={KEY}"));
+    }
+
+    #[test]
+    fn several_key_names() {
+        let p = plugin(r#""key_names":["apikey","x-api-key"],"#);
+        let out = TestRequest::get("/")
+            .header("x-api-key", KEY)
+            .header("apikey", "bob-key-1")
+            .run(&p);
+        // Names are tried in order; every configured name is stripped.
+        assert_eq!(out.header(CONSUMER_HEADER).as_deref(), Some("bob"));
+        assert_eq!(out.header("x-api-key"), None);
+        assert_eq!(out.header("apikey"), None);
+        let out = TestRequest::get("/").header("X-Api-Key", KEY).run(&p);
+        assert_eq!(out.header(CONSUMER_HEADER).as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn keys_are_never_logged() {
+        let p = plugin(r#""key_in_query":true,"#);
+        let _ = take_logs();
+        TestRequest::get("/").header("apikey", KEY).run(&p);
+        TestRequest::get("/")
+            .header("apikey", "wrong-key-value")
+            .run(&p);
+        TestRequest::get("/?apikey=query-key-value").run(&p);
+        TestRequest::get("/").run(&p);
+        let logs = take_logs();
+        assert!(!logs.is_empty());
+        for (_, line) in logs {
+            for secret in [KEY, "wrong-key-value", "query-key-value", "secret"] {
+                assert!(!line.contains(secret), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn hex_digests() {
+        assert_eq!(decode_sha256_hex(SECRET_SHA256), Some(sha256(b"secret")));
+        let upper = SECRET_SHA256.to_uppercase();
+        assert_eq!(decode_sha256_hex(&upper), Some(sha256(b"secret")));
+        assert_eq!(decode_sha256_hex(&SECRET_SHA256[1..]), None);
+        assert_eq!(
+            decode_sha256_hex(&format!("{}g", &SECRET_SHA256[1..])),
+            None
+        );
+        assert_eq!(
+            decode_sha256_hex(&format!("+{}", &SECRET_SHA256[1..])),
+            None
+        );
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let ok = r#"{"username":"a","keys":["k"]}"#;
+        let cases = [
+            ("".to_owned(), "consumers: at least one consumer"),
+            (
+                r#"{"consumers":[]}"#.to_owned(),
+                "consumers: at least one consumer",
+            ),
+            (
+                r#"{"consumers":[{"username":"","keys":["k"]}]}"#.to_owned(),
+                "consumers[0].username: must not be empty",
+            ),
+            (
+                r#"{"consumers":[{"username":"a\r\nx: y","keys":["k"]}]}"#.to_owned(),
+                "consumers[0].username: must not have control",
+            ),
+            (
+                format!(r#"{{"consumers":[{ok},{{"username":"a","keys":["k2"]}}]}}"#),
+                "consumers[1].username: duplicate of consumers[0].username",
+            ),
+            (
+                r#"{"consumers":[{"username":"a"}]}"#.to_owned(),
+                "consumers[0]: needs at least one key",
+            ),
+            (
+                r#"{"consumers":[{"username":"a","keys":["k",""]}]}"#.to_owned(),
+                "consumers[0].keys[1]: must not be empty",
+            ),
+            (
+                format!(r#"{{"consumers":[{ok},{{"username":"b","key_sha256":["abc"]}}]}}"#),
+                "consumers[1].key_sha256[0]: not 64 hex digits",
+            ),
+            (
+                format!(r#"{{"consumers":[{ok},{{"username":"b","keys":["k"]}}]}}"#),
+                "consumers[1].keys[0]: duplicate key (same as consumers[0].keys[0])",
+            ),
+            (
+                format!(
+                    r#"{{"consumers":[{{"username":"a","keys":["secret"]}},{{"username":"b","key_sha256":["{SECRET_SHA256}"]}}]}}"#
+                ),
+                "consumers[1].key_sha256[0]: duplicate key (same as consumers[0].keys[0])",
+            ),
+            (
+                format!(r#"{{"key_names":[],"consumers":[{ok}]}}"#),
+                "key_names: at least one name",
+            ),
+            (
+                format!(r#"{{"key_names":["api key"],"consumers":[{ok}]}}"#),
+                "key_names[0]: \"api key\" is not a valid",
+            ),
+            (
+                format!(r#"{{"key_in_header":false,"consumers":[{ok}]}}"#),
+                "key_in_header, key_in_query: both are false",
+            ),
+            (
+                r#"{"consumers":[{"username":"a","keys":"k"}]}"#.to_owned(),
+                "consumers[0].keys: invalid type",
+            ),
+            (
+                r#"{"consumers":[{"username":"a","key":["k"]}]}"#.to_owned(),
+                "unknown field `key`",
+            ),
+            (
+                format!(r#"{{"hide_credential":true,"consumers":[{ok}]}}"#),
+                "unknown field `hide_credential`",
+            ),
+        ];
+        for (json, want) in cases {
+            let err = configure::<KeyAuth>(&json).unwrap_err();
+            assert!(err.contains(want), "{json}\n  got: {err}\n want: {want}");
+            assert!(!err.contains("\"k\""), "a key leaked into: {err}");
+        }
+    }
+
+    #[test]
+    fn seed_setup_with_a_stored_digest() {
+        // The gateway's seed route stores only the digest of the demo key.
+        let p: KeyAuth = configure(
+            r#"{"consumers":[
+                {"username":"demo","key_sha256":["dceb76cf5cd7ce48e83deebd5db793e68fbc7ffbf9796569e38ede2e7e28aa70"]},
+                {"username":"other","keys":["second-key"]}
+            ]}"#,
+        )
+        .unwrap();
+        let out = TestRequest::post("/serving-uci/uci/prediction?trace=1")
+            .header("apikey", KEY)
+            .header("x-consumer-username", "admin")
+            .run(&p);
+        assert!(out.is_continue());
+        assert_eq!(out.header_values(CONSUMER_HEADER), vec!["demo"]);
+        assert_eq!(out.header("apikey"), None);
+        assert_eq!(out.path(), "/serving-uci/uci/prediction?trace=1");
+        let out = TestRequest::post("/")
+            .header("apikey", "second-key")
+            .run(&p);
+        assert_eq!(out.header(CONSUMER_HEADER).as_deref(), Some("other"));
+    }
+
+    #[test]
+    fn configure_logs_counts_only() {
+        let _ = take_logs();
+        plugin("");
+        let logs = take_logs();
+        assert_eq!(logs.len(), 1);
+        assert_eq!(logs[0].1, "key-auth: 2 consumers, 3 keys");
+    }
+}

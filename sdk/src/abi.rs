@@ -1,0 +1,446 @@
+//! Where the SDK meets the proxy-wasm 0.2.1 ABI: the host imports (module `env`), the export
+//! functions that [`export_plugin!`](crate::export_plugin) generates, and the copying of bytes
+//! across the guest/host boundary. This is the only module allowed `unsafe`; the lifecycle logic
+//! it forwards to lives in safe code (`dispatch`).
+//!
+//! Everything but the macro and a compile-time check is built for `target_arch = "wasm32"` only.
+
+/// Defines the proxy-wasm exports of a module for a [`Plugin`](crate::Plugin) type; use it once,
+/// in the plugin crate's `lib.rs`. On targets other than wasm32 it only checks that the type is a
+/// plugin, so the crate still builds and tests natively.
+///
+/// ```
+/// # use wasmgate_sdk::{Plugin, Decision, Request};
+/// struct Allow;
+/// impl Plugin for Allow {
+///     type Config = serde_json::Value;
+///     fn configure(_: serde_json::Value) -> Result<Self, String> { Ok(Allow) }
+/// }
+/// wasmgate_sdk::export_plugin!(Allow);
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        #[allow(unsafe_code)]
+        const _: () = {
+            use $crate::__private as sdk;
+
+            // SAFETY (every `no_mangle` below): these are the proxy-wasm 0.2.1 export names with
+            // the ABI's signatures; `export_plugin!` is used once per module, and no other code
+            // of the module defines these symbols.
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_abi_version_0_2_1() {}
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+                sdk::on_memory_allocate(size)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_context_create(context_id: u32, parent_context_id: u32) {
+                sdk::on_context_create(context_id, parent_context_id)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_vm_start(root_id: u32, vm_config_size: usize) -> u32 {
+                sdk::on_vm_start(root_id, vm_config_size)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_configure(root_id: u32, plugin_config_size: usize) -> u32 {
+                sdk::on_configure::<$plugin>(root_id, plugin_config_size)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_request_headers(
+                context_id: u32,
+                num_headers: usize,
+                end_of_stream: u32,
+            ) -> u32 {
+                sdk::on_request_headers(context_id, num_headers, end_of_stream)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_response_headers(
+                context_id: u32,
+                num_headers: usize,
+                end_of_stream: u32,
+            ) -> u32 {
+                sdk::on_response_headers(context_id, num_headers, end_of_stream)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_request_body(
+                context_id: u32,
+                body_size: usize,
+                end_of_stream: u32,
+            ) -> u32 {
+                sdk::on_body(context_id, body_size, end_of_stream)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_response_body(
+                context_id: u32,
+                body_size: usize,
+                end_of_stream: u32,
+            ) -> u32 {
+                sdk::on_body(context_id, body_size, end_of_stream)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_done(context_id: u32) -> u32 {
+                sdk::on_done(context_id)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_log(context_id: u32) {
+                sdk::on_log(context_id)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_delete(context_id: u32) {
+                sdk::on_delete(context_id)
+            }
+        };
+
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() = $crate::__private::assert_plugin::<$plugin>;
+    };
+}
+
+/// The functions the generated exports call. Not part of the public API.
+#[doc(hidden)]
+pub mod exports {
+    /// Compile-time check used by `export_plugin!` off wasm.
+    pub fn assert_plugin<P: crate::Plugin>() {}
+
+    #[cfg(target_arch = "wasm32")]
+    pub use super::wasm::exports::*;
+}
+
+#[cfg(target_arch = "wasm32")]
+pub(crate) use wasm::log;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm {
+    use std::ptr;
+
+    use crate::LocalResponse;
+    use crate::codec::{decode_map, encode_map};
+    use crate::http::HeaderBackend;
+
+    /// proxy-wasm status codes the SDK looks at.
+    const STATUS_OK: u32 = 0;
+    const STATUS_NOT_FOUND: u32 = 1;
+    const STATUS_EMPTY: u32 = 7;
+
+    /// Buffer type of the plugin configuration.
+    const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
+    /// Header map types.
+    const MAP_REQUEST_HEADERS: u32 = 0;
+    const MAP_RESPONSE_HEADERS: u32 = 2;
+
+    #[link(wasm_import_module = "env")]
+    unsafe extern "C" {
+        fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+        fn proxy_get_buffer_bytes(
+            buffer_type: u32,
+            start: usize,
+            max_size: usize,
+            return_buffer_data: *mut *mut u8,
+            return_buffer_size: *mut usize,
+        ) -> u32;
+        fn proxy_get_header_map_pairs(
+            map_type: u32,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> u32;
+        fn proxy_get_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+        ) -> u32;
+        fn proxy_add_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+        fn proxy_replace_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+        fn proxy_remove_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+        ) -> u32;
+        #[allow(clippy::too_many_arguments)]
+        fn proxy_send_local_response(
+            status_code: u32,
+            status_code_details_data: *const u8,
+            status_code_details_size: usize,
+            body_data: *const u8,
+            body_size: usize,
+            headers_data: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+        fn proxy_get_property(
+            path_data: *const u8,
+            path_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+        ) -> u32;
+    }
+
+    /// Takes ownership of a buffer the host placed in guest memory through
+    /// `proxy_on_memory_allocate`.
+    fn take_host_buffer(data: *mut u8, size: usize) -> Vec<u8> {
+        if data.is_null() || size == 0 {
+            // A zero-size allocation owns no memory, so there is nothing to free.
+            return Vec::new();
+        }
+        // SAFETY: the host got `data` from `proxy_on_memory_allocate(size)`, which leaked a boxed
+        // slice of exactly `size` bytes from the global allocator (capacity == length == size),
+        // filled it, and handed ownership back to us; nothing else refers to it.
+        unsafe { Vec::from_raw_parts(data, size, size) }
+    }
+
+    /// Calls a host function that returns a buffer through two out-pointers.
+    fn call_returning_buffer(
+        f: impl FnOnce(*mut *mut u8, *mut usize) -> u32,
+    ) -> Result<Vec<u8>, u32> {
+        let mut data: *mut u8 = ptr::null_mut();
+        let mut size: usize = 0;
+        let status = f(&mut data, &mut size);
+        if status == STATUS_OK {
+            Ok(take_host_buffer(data, size))
+        } else {
+            Err(status)
+        }
+    }
+
+    pub(crate) fn log(level: u32, message: &str) {
+        // SAFETY: the pointer and length describe `message`, which outlives the call; the host
+        // only reads them.
+        let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+    }
+
+    fn plugin_configuration(size: usize) -> Result<Vec<u8>, u32> {
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let got = call_returning_buffer(|data, len| {
+            // SAFETY: `data` and `len` point at live locals of `call_returning_buffer`, which
+            // the host writes once.
+            unsafe { proxy_get_buffer_bytes(BUFFER_PLUGIN_CONFIGURATION, 0, size, data, len) }
+        });
+        match got {
+            Err(STATUS_NOT_FOUND | STATUS_EMPTY) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    fn send_local_response(response: &LocalResponse) -> bool {
+        let headers = encode_map(&response.headers);
+        // SAFETY: each pointer and length describes a live slice (`response.body`, `headers`, an
+        // empty details string) that outlives the call; the host only reads them.
+        let status = unsafe {
+            proxy_send_local_response(
+                u32::from(response.status),
+                ptr::null(),
+                0,
+                response.body.as_ptr(),
+                response.body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                -1,
+            )
+        };
+        status == STATUS_OK
+    }
+
+    fn property(path: &[&str]) -> Option<Vec<u8>> {
+        let joined = path.join("\0");
+        call_returning_buffer(|data, len| {
+            // SAFETY: `joined` outlives the call and is only read; `data`/`len` point at live
+            // locals that the host writes once.
+            unsafe { proxy_get_property(joined.as_ptr(), joined.len(), data, len) }
+        })
+        .ok()
+    }
+
+    /// The host's header map of one type, seen through [`HeaderBackend`].
+    struct HostMap(u32);
+
+    impl HostMap {
+        fn check(&self, what: &str, status: u32) {
+            if status != STATUS_OK {
+                crate::log::warn(&format!("host refused {what} (status {status})"));
+            }
+        }
+    }
+
+    impl HeaderBackend for HostMap {
+        fn get(&self, name: &str) -> Option<Vec<u8>> {
+            call_returning_buffer(|data, len| {
+                // SAFETY: `name` outlives the call and is only read; `data`/`len` point at live
+                // locals that the host writes once.
+                unsafe { proxy_get_header_map_value(self.0, name.as_ptr(), name.len(), data, len) }
+            })
+            .ok()
+        }
+
+        fn pairs(&self) -> Vec<(String, Vec<u8>)> {
+            let bytes = call_returning_buffer(|data, len| {
+                // SAFETY: `data`/`len` point at live locals that the host writes once.
+                unsafe { proxy_get_header_map_pairs(self.0, data, len) }
+            })
+            .unwrap_or_default();
+            match decode_map(&bytes) {
+                Some(pairs) => pairs
+                    .into_iter()
+                    .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+                    .collect(),
+                None => {
+                    crate::log::error("host sent a malformed header map");
+                    Vec::new()
+                }
+            }
+        }
+
+        fn replace(&mut self, name: &str, value: &[u8]) {
+            // SAFETY: `name` and `value` outlive the call and are only read.
+            let status = unsafe {
+                proxy_replace_header_map_value(
+                    self.0,
+                    name.as_ptr(),
+                    name.len(),
+                    value.as_ptr(),
+                    value.len(),
+                )
+            };
+            self.check("to replace a header", status);
+        }
+
+        fn add(&mut self, name: &str, value: &[u8]) {
+            // SAFETY: `name` and `value` outlive the call and are only read.
+            let status = unsafe {
+                proxy_add_header_map_value(
+                    self.0,
+                    name.as_ptr(),
+                    name.len(),
+                    value.as_ptr(),
+                    value.len(),
+                )
+            };
+            self.check("to add a header", status);
+        }
+
+        fn remove(&mut self, name: &str) {
+            // SAFETY: `name` outlives the call and is only read.
+            let status =
+                unsafe { proxy_remove_header_map_value(self.0, name.as_ptr(), name.len()) };
+            self.check("to remove a header", status);
+        }
+
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            property(path)
+        }
+    }
+
+    /// The bodies of the exports `export_plugin!` generates.
+    pub(crate) mod exports {
+        use std::cell::RefCell;
+
+        use super::{
+            HostMap, MAP_REQUEST_HEADERS, MAP_RESPONSE_HEADERS, plugin_configuration,
+            send_local_response,
+        };
+        use crate::Plugin;
+        use crate::dispatch::Dispatcher;
+
+        thread_local! {
+            // A wasm32 module is single-threaded: this is the instance's one state.
+            static DISPATCHER: RefCell<Dispatcher> = RefCell::new(Dispatcher::default());
+        }
+
+        /// Leaks a zeroed buffer of `size` bytes to the host, which hands it back as a return
+        /// value (see `take_host_buffer`).
+        pub fn on_memory_allocate(size: usize) -> *mut u8 {
+            Box::leak(vec![0u8; size].into_boxed_slice()).as_mut_ptr()
+        }
+
+        /// `proxy_on_context_create`: records a root or HTTP context.
+        pub fn on_context_create(context_id: u32, parent_context_id: u32) {
+            DISPATCHER.with(|d| d.borrow_mut().context_create(context_id, parent_context_id));
+        }
+
+        /// `proxy_on_vm_start`: nothing to do; the plugin is built at configure.
+        pub fn on_vm_start(_root_id: u32, _vm_config_size: usize) -> u32 {
+            1
+        }
+
+        /// `proxy_on_configure`: reads the configuration buffer and builds the plugin.
+        pub fn on_configure<P: Plugin>(root_id: u32, plugin_config_size: usize) -> u32 {
+            let config = match plugin_configuration(plugin_config_size) {
+                Ok(c) => c,
+                Err(status) => {
+                    crate::log::error(&format!(
+                        "cannot read the plugin configuration (status {status})"
+                    ));
+                    return 0;
+                }
+            };
+            DISPATCHER.with(|d| u32::from(d.borrow_mut().configure::<P>(root_id, &config)))
+        }
+
+        /// `proxy_on_request_headers`: runs `Plugin::on_request`.
+        pub fn on_request_headers(context_id: u32, _num_headers: usize, _eos: u32) -> u32 {
+            DISPATCHER.with(|d| {
+                d.borrow_mut().request_headers(
+                    context_id,
+                    &mut HostMap(MAP_REQUEST_HEADERS),
+                    &mut send_local_response,
+                ) as u32
+            })
+        }
+
+        /// `proxy_on_response_headers`: runs `Plugin::on_response`.
+        pub fn on_response_headers(context_id: u32, _num_headers: usize, _eos: u32) -> u32 {
+            DISPATCHER.with(|d| {
+                d.borrow_mut().response_headers(
+                    context_id,
+                    &mut HostMap(MAP_RESPONSE_HEADERS),
+                    &mut send_local_response,
+                ) as u32
+            })
+        }
+
+        /// `proxy_on_request_body` / `proxy_on_response_body`: bodies pass untouched.
+        pub fn on_body(_context_id: u32, _body_size: usize, _eos: u32) -> u32 {
+            0
+        }
+
+        /// `proxy_on_done`: the context may be finished at once.
+        pub fn on_done(_context_id: u32) -> u32 {
+            1
+        }
+
+        /// `proxy_on_log`: nothing to log.
+        pub fn on_log(_context_id: u32) {}
+
+        /// `proxy_on_delete`: forgets the context's state.
+        pub fn on_delete(context_id: u32) {
+            DISPATCHER.with(|d| d.borrow_mut().delete(context_id));
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The proxy-wasm lifecycle in safe code: which contexts exist, which configured plugin serves
+//! each, and what a hook's [`Decision`] means for the host. The ABI module only moves bytes between
+//! the host and this module, so the logic here is unit-tested natively.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use crate::config::build_plugin;
+use crate::http::{HeaderBackend, Request, Response};
+use crate::{Decision, LocalResponse, Plugin, log};
+
+/// The value a header or body callback returns to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Go on with the request or response.
+    Continue = 0,
+    /// Stop here (after a local response).
+    Pause = 1,
+}
+
+/// The hooks of a configured plugin, with its type erased so one map holds it.
+trait Hooks {
+    fn on_request(&self, req: &mut Request<'_>) -> Decision;
+    fn on_response(&self, resp: &mut Response<'_>) -> Decision;
+}
+
+impl<P: Plugin> Hooks for P {
+    fn on_request(&self, req: &mut Request<'_>) -> Decision {
+        Plugin::on_request(self, req)
+    }
+    fn on_response(&self, resp: &mut Response<'_>) -> Decision {
+        Plugin::on_response(self, resp)
+    }
+}
+
+/// One HTTP request's context.
+struct HttpContext {
+    root: u32,
+    /// The plugin answered this request itself: its response hook is not run on that answer.
+    answered: bool,
+}
+
+/// All the state of one module instance: root contexts (one per plugin configuration) and the
+/// HTTP contexts of the requests in flight, interleaved.
+#[derive(Default)]
+pub(crate) struct Dispatcher {
+    /// Root context id -> the configured plugin (`None` until a configure succeeds).
+    roots: BTreeMap<u32, Option<Rc<dyn Hooks>>>,
+    contexts: BTreeMap<u32, HttpContext>,
+}
+
+/// Answer for a request whose plugin has no valid configuration: fail closed.
+fn not_configured() -> LocalResponse {
+    LocalResponse::json_message(500, "Plugin is not configured")
+}
+
+impl Dispatcher {
+    /// `proxy_on_context_create`: parent 0 makes a root context, anything else an HTTP context
+    /// belonging to root `parent`.
+    pub(crate) fn context_create(&mut self, id: u32, parent: u32) {
+        if parent == 0 {
+            self.roots.entry(id).or_insert(None);
+        } else {
+            self.contexts.insert(
+                id,
+                HttpContext {
+                    root: parent,
+                    answered: false,
+                },
+            );
+        }
+    }
+
+    /// `proxy_on_configure`: builds the plugin from the JSON config. On failure the reason is
+    /// logged at error level, the previous configuration (if any) stays, and false is returned.
+    pub(crate) fn configure<P: Plugin>(&mut self, root: u32, config: &[u8]) -> bool {
+        match build_plugin::<P>(config) {
+            Ok(plugin) => {
+                self.roots.insert(root, Some(Rc::new(plugin)));
+                true
+            }
+            Err(reason) => {
+                log::error(&format!("plugin configuration refused: {reason}"));
+                false
+            }
+        }
+    }
+
+    fn plugin_of(&self, ctx: u32) -> Option<Rc<dyn Hooks>> {
+        let root = self.contexts.get(&ctx)?.root;
+        self.roots.get(&root)?.clone()
+    }
+
+    /// `proxy_on_request_headers`: runs the plugin's request hook over `headers`; a local
+    /// response goes out through `send` and pauses the request.
+    pub(crate) fn request_headers(
+        &mut self,
+        ctx: u32,
+        headers: &mut dyn HeaderBackend,
+        send: &mut dyn FnMut(&LocalResponse) -> bool,
+    ) -> Action {
+        let decision = match self.plugin_of(ctx) {
+            Some(plugin) => plugin.on_request(&mut Request::new(headers)),
+            None => Decision::Respond(not_configured()),
+        };
+        self.apply(ctx, decision, send)
+    }
+
+    /// `proxy_on_response_headers`: runs the plugin's response hook, unless the plugin itself
+    /// answered this request.
+    pub(crate) fn response_headers(
+        &mut self,
+        ctx: u32,
+        headers: &mut dyn HeaderBackend,
+        send: &mut dyn FnMut(&LocalResponse) -> bool,
+    ) -> Action {
+        if self.contexts.get(&ctx).is_some_and(|c| c.answered) {
+            return Action::Continue;
+        }
+        let decision = match self.plugin_of(ctx) {
+            Some(plugin) => plugin.on_response(&mut Response::new(headers)),
+            None => Decision::Respond(not_configured()),
+        };
+        self.apply(ctx, decision, send)
+    }
+
+    fn apply(
+        &mut self,
+        ctx: u32,
+        decision: Decision,
+        send: &mut dyn FnMut(&LocalResponse) -> bool,
+    ) -> Action {
+        match decision {
+            Decision::Continue => Action::Continue,
+            Decision::Respond(response) => {
+                if let Some(c) = self.contexts.get_mut(&ctx) {
+                    c.answered = true;
+                }
+                if !send(&response) {
+                    // Never continue instead: that would let a refused request through.
+                    log::error("the host refused the plugin's local response");
+                }
+                Action::Pause
+            }
+        }
+    }
+
+    /// `proxy_on_delete`: forgets the context (HTTP or root).
+    pub(crate) fn delete(&mut self, id: u32) {
+        if self.contexts.remove(&id).is_none() {
+            self.roots.remove(&id);
+        }
+    }
+
+    #[cfg(test)]
+    fn live_contexts(&self) -> (usize, usize) {
+        (self.roots.len(), self.contexts.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::MemoryMap;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct Conf {
+        #[serde(default)]
+        deny: bool,
+        tag: String,
+    }
+
+    struct Tagger {
+        deny: bool,
+        tag: String,
+    }
+
+    impl Plugin for Tagger {
+        type Config = Conf;
+        fn configure(c: Conf) -> Result<Self, String> {
+            if c.tag.is_empty() {
+                return Err("tag: must not be empty".into());
+            }
+            Ok(Tagger {
+                deny: c.deny,
+                tag: c.tag,
+            })
+        }
+        fn on_request(&self, req: &mut Request<'_>) -> Decision {
+            if self.deny {
+                return Decision::reject_json(403, "denied");
+            }
+            req.set_header("x-tag", &self.tag);
+            Decision::Continue
+        }
+        fn on_response(&self, resp: &mut Response<'_>) -> Decision {
+            resp.set_header("x-resp-tag", &self.tag);
+            Decision::Continue
+        }
+    }
+
+    fn request_map() -> MemoryMap {
+        MemoryMap::from_pairs(&[(":method", "GET"), (":path", "/")])
+    }
+
+    #[test]
+    fn roots_serve_their_own_contexts() {
+        let mut d = Dispatcher::default();
+        d.context_create(1, 0);
+        d.context_create(2, 0);
+        assert!(d.configure::<Tagger>(1, br#"{"tag":"one"}"#));
+        assert!(d.configure::<Tagger>(2, br#"{"tag":"two","deny":true}"#));
+        d.context_create(10, 1);
+        d.context_create(11, 2);
+        let mut sent = Vec::new();
+        let mut m10 = request_map();
+        let mut m11 = request_map();
+        // Interleaved requests on one instance.
+        let a11 = d.request_headers(11, &mut m11, &mut |r| {
+            sent.push(r.clone());
+            true
+        });
+        let a10 = d.request_headers(10, &mut m10, &mut |_| panic!("no local response"));
+        assert_eq!(a10, Action::Continue);
+        assert_eq!(a11, Action::Pause);
+        assert_eq!(m10.get("x-tag"), Some(b"one".to_vec()));
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].status, 403);
+
+        // The response hook runs for 10, not for 11 which was answered locally.
+        let mut r10 = MemoryMap::from_pairs(&[(":status", "200")]);
+        let mut r11 = MemoryMap::from_pairs(&[(":status", "403")]);
+        assert_eq!(
+            d.response_headers(10, &mut r10, &mut |_| true),
+            Action::Continue
+        );
+        assert_eq!(
+            d.response_headers(11, &mut r11, &mut |_| true),
+            Action::Continue
+        );
+        assert_eq!(r10.get("x-resp-tag"), Some(b"one".to_vec()));
+        assert_eq!(r11.get("x-resp-tag"), None);
+
+        d.delete(10);
+        d.delete(11);
+        assert_eq!(d.live_contexts(), (2, 0));
+        d.delete(1);
+        assert_eq!(d.live_contexts(), (1, 0));
+    }
+
+    #[test]
+    fn bad_config_is_refused_and_logged() {
+        let _ = crate::testing::take_logs();
+        let mut d = Dispatcher::default();
+        d.context_create(1, 0);
+        assert!(!d.configure::<Tagger>(1, br#"{"tag":7}"#));
+        let logs = crate::testing::take_logs();
+        assert_eq!(logs.len(), 1);
+        assert_eq!(logs[0].0, log::Level::Error);
+        assert!(logs[0].1.contains("tag: invalid type"), "{:?}", logs);
+
+        assert!(!d.configure::<Tagger>(1, br#"{"tag":""}"#));
+        assert!(
+            crate::testing::take_logs()[0]
+                .1
+                .contains("tag: must not be empty")
+        );
+        assert!(!d.configure::<Tagger>(1, b""));
+        assert!(
+            crate::testing::take_logs()[0]
+                .1
+                .contains("missing field `tag`")
+        );
+    }
+
+    #[test]
+    fn unconfigured_or_unknown_context_fails_closed() {
+        let mut d = Dispatcher::default();
+        d.context_create(1, 0);
+        d.context_create(5, 1);
+        let mut statuses = Vec::new();
+        let mut m = request_map();
+        assert_eq!(
+            d.request_headers(5, &mut m, &mut |r| {
+                statuses.push(r.status);
+                true
+            }),
+            Action::Pause
+        );
+        let mut m = request_map();
+        assert_eq!(
+            d.request_headers(99, &mut m, &mut |r| {
+                statuses.push(r.status);
+                false
+            }),
+            Action::Pause
+        );
+        assert_eq!(statuses, vec![500, 500]);
+    }
+
+    #[test]
+    fn failed_reconfigure_keeps_the_previous_plugin() {
+        let mut d = Dispatcher::default();
+        d.context_create(1, 0);
+        assert!(d.configure::<Tagger>(1, br#"{"tag":"old"}"#));
+        assert!(!d.configure::<Tagger>(1, br#"{"tag":""}"#));
+        d.context_create(2, 1);
+        let mut m = request_map();
+        assert_eq!(
+            d.request_headers(2, &mut m, &mut |_| true),
+            Action::Continue
+        );
+        assert_eq!(m.get("x-tag"), Some(b"old".to_vec()));
+    }
+}

@@ -1,0 +1,58 @@
+//! Filters written against the public `proxy-wasm` crate (as for Envoy or Istio) run unmodified.
+
+use wasmgate_tests::{Harness, Proto, wasm};
+
+fn route() -> String {
+    format!(
+        r#"
+[[routes]]
+name = "compat"
+prefix = "/"
+upstream = "{{upstream}}"
+
+[[routes.plugins]]
+name = "pw-deny"
+file = "{}"
+
+[[routes.plugins]]
+name = "pw-add-header"
+file = "{}"
+config = {{ name = "x-added-by", value = "wasmgate-test" }}
+"#,
+        wasm("pw-deny").display(),
+        wasm("pw-add-header").display()
+    )
+}
+
+#[tokio::test]
+async fn a_proxy_wasm_filter_adds_a_response_header_from_its_config() {
+    let h = Harness::start(&route()).await;
+    for proto in [Proto::Http1, Proto::Https2] {
+        let r = h
+            .send(
+                proto,
+                "POST",
+                "/uci/prediction",
+                &[],
+                wasmgate_tests::DEMO_BODY,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.header("x-added-by"), Some("wasmgate-test"));
+    }
+}
+
+#[tokio::test]
+async fn a_proxy_wasm_filter_answers_403_itself() {
+    let h = Harness::start(&route()).await;
+    let r = h
+        .send(Proto::Https1, "GET", "/forbidden/thing", &[], "")
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("x-denied-by"), Some("pw-deny"));
+    assert_eq!(&r.body[..], b"denied by pw-deny");
+    assert_eq!(h.recorder.count(), 0, "the upstream never saw it");
+    // The plugin before the answering one is the only one that saw the request, so the
+    // response filter after it does not run on the answer.
+    assert_eq!(r.header("x-added-by"), None);
+}
