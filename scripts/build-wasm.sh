@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds every wasm plugin crate of the workspace and copies the modules to target/wasm/NAME.wasm.
 # Uses rustup's wasm32-unknown-unknown target where it is installed, and otherwise Debian's rustc
-# with -Zbuild-std (see docs/building.md). Run scripts/install-toolchain.sh first on a new machine.
+# with -Zbuild-std (README: Building wasm here). Run scripts/install-toolchain.sh first on a new machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing wasmgate needs on a fresh Debian 12 machine of the project's
 # kind: the wasm toolchain (rustup's target where it can be had, Debian's rustc-web route otherwise,
-# see docs/building.md) and the command-line tools the tests and the demo use.
+# README: Building wasm here) and the command-line tools the tests and the demo use.
 # Idempotent: it installs only what is missing.
 set -euo pipefail
 

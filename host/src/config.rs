@@ -12,8 +12,8 @@ use serde::Deserialize;
 /// The only configuration version this build reads.
 pub const CONFIG_VERSION: u32 = 1;
 
-/// A configuration that parsed and validated. Paths in it are absolute (resolved against the
-/// directory of the file they came from).
+/// A configuration that parsed and validated. Relative paths in it have been joined to the
+/// directory of the file they came from.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -202,10 +202,9 @@ impl fmt::Display for Issue {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{file}: cannot read: {source}")]
+    #[error("{}: cannot read: {source}", file.display())]
     Read {
         file: PathBuf,
-        #[source]
         source: std::io::Error,
     },
     /// The file is not valid TOML or does not fit the schema.
@@ -524,7 +523,7 @@ config = { consumers = [{ username = "demo", keys = ["k"] }] }
         let text = GOOD.replace("name = \"key-auth\"", "nmae = \"key-auth\"");
         assert_eq!(
             error_text(&text),
-            "gw.toml:10:1: routes[0].plugins[0]: unknown field `nmae`, expected one of `name`, `file`, `config`, `failure`"
+            "gw.toml:10:1: routes[0].plugins[0].nmae: unknown field `nmae`, expected one of `name`, `file`, `config`, `failure`"
         );
     }
 

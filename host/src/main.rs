@@ -75,7 +75,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    if let Some(tls) = &config.tls {
+    if let (Some(tls), Some(_)) = (&config.tls, config.server.https) {
         wasmgate::tls::server_config(&tls.cert, &tls.key)?;
     }
     let (_runtime, gateway) = wasmgate::load(&config)?;

@@ -56,3 +56,36 @@ async fn a_proxy_wasm_filter_answers_403_itself() {
     // response filter after it does not run on the answer.
     assert_eq!(r.header("x-added-by"), None);
 }
+
+#[tokio::test]
+async fn plugins_before_the_answering_one_see_and_change_its_answer() {
+    let routes = format!(
+        r#"
+[[routes]]
+name = "compat"
+prefix = "/"
+upstream = "{{upstream}}"
+
+[[routes.plugins]]
+name = "pw-add-header"
+file = "{}"
+config = {{ name = "x-added-by", value = "outer" }}
+
+[[routes.plugins]]
+name = "pw-deny"
+file = "{}"
+"#,
+        wasm("pw-add-header").display(),
+        wasm("pw-deny").display()
+    );
+    let h = Harness::start(&routes).await;
+    let r = h.send(Proto::Https2, "GET", "/forbidden", &[], "").await;
+    assert_eq!(r.status, 403);
+    assert_eq!(&r.body[..], b"denied by pw-deny");
+    assert_eq!(r.header("x-denied-by"), Some("pw-deny"));
+    assert_eq!(
+        r.header("x-added-by"),
+        Some("outer"),
+        "the outer plugin's response hook ran on the answer"
+    );
+}

@@ -32,6 +32,16 @@ pub(crate) enum Status {
 
 type Answer = wasmtime::Result<i32>;
 
+/// The value of a host-call step, or the step's status answered to the guest.
+macro_rules! or_answer {
+    ($step:expr) => {
+        match $step {
+            Ok(value) => value,
+            Err(status) => return ok(status),
+        }
+    };
+}
+
 fn ok(status: Status) -> Answer {
     Ok(status as i32)
 }
@@ -148,6 +158,15 @@ pub(crate) fn linker_for(
             return Err(format!("imports {m}.{n}, which is not a function"));
         };
         let answer = match m {
+            // AssemblyScript's runtime reports a failed assertion through env.abort: a trap.
+            "env" if n == "abort" => {
+                linker
+                    .func_new(m, n, ty, |_, _, _| {
+                        Err(wasmtime::Error::msg("the plugin called abort"))
+                    })
+                    .map_err(|e| format!("{e:#}"))?;
+                continue;
+            }
             "env" if n.starts_with("proxy_") => Status::Unimplemented as i32,
             "wasi_snapshot_preview1" | "wasi_unstable" if n.starts_with("fd_") => WASI_EBADF,
             "wasi_snapshot_preview1" | "wasi_unstable" => WASI_ENOSYS,
@@ -342,19 +361,18 @@ fn get_header_map_pairs(
     let pairs = if is_trailers(map_type) {
         Vec::new()
     } else {
-        match map_for(caller.data_mut(), map_type, false) {
-            Ok(map) => map.pairs(),
-            Err(status) => return ok(status),
-        }
+        or_answer!(map_for(caller.data_mut(), map_type, false)).pairs()
     };
     let bytes = serialize_pairs(&pairs);
     hand_over(&mut caller, &bytes, ret_ptr, ret_len)
 }
 
 fn get_header_map_size(mut caller: Caller<'_, HostState>, map_type: i32, ret_size: i32) -> Answer {
-    let size = match map_for(caller.data_mut(), map_type, false) {
-        Ok(map) => serialize_pairs(&map.pairs()).len(),
-        Err(status) => return ok(status),
+    // Trailers read as an empty map, as in get_header_map_pairs.
+    let size = if is_trailers(map_type) {
+        serialize_pairs(&[]).len()
+    } else {
+        serialize_pairs(&or_answer!(map_for(caller.data_mut(), map_type, false)).pairs()).len()
     };
     ok(write_u32(&mut caller, ret_size, size as u32)
         .err()
@@ -367,10 +385,7 @@ fn set_header_map_pairs(
     ptr: i32,
     len: i32,
 ) -> Answer {
-    let bytes = match read(&caller, ptr, len, MAX_BLOB) {
-        Ok(b) => b,
-        Err(status) => return ok(status),
-    };
+    let bytes = or_answer!(read(&caller, ptr, len, MAX_BLOB));
     let Some(pairs) = deserialize_pairs(&bytes) else {
         return ok(Status::SerializationFailure);
     };
@@ -391,20 +406,15 @@ fn get_header_map_value(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Answer {
-    let key = match read(&caller, key_ptr, key_len, MAX_ITEM) {
-        Ok(k) => k,
-        Err(status) => return ok(status),
-    };
+    let key = or_answer!(read(&caller, key_ptr, key_len, MAX_ITEM));
     if is_trailers(map_type) {
         return ok(Status::NotFound);
     }
-    let value = match map_for(caller.data_mut(), map_type, false) {
-        Ok(map) => match map.get(&key) {
-            Some(v) => v,
-            None => return ok(Status::NotFound),
-        },
-        Err(status) => return ok(status),
-    };
+    let value = or_answer!(
+        or_answer!(map_for(caller.data_mut(), map_type, false))
+            .get(&key)
+            .ok_or(Status::NotFound)
+    );
     hand_over(&mut caller, &value, ret_ptr, ret_len)
 }
 
@@ -448,10 +458,7 @@ fn remove_header(
     key_ptr: i32,
     key_len: i32,
 ) -> Answer {
-    let key = match read(&caller, key_ptr, key_len, MAX_ITEM) {
-        Ok(k) => k,
-        Err(status) => return ok(status),
-    };
+    let key = or_answer!(read(&caller, key_ptr, key_len, MAX_ITEM));
     let status = match map_for(caller.data_mut(), map_type, true) {
         Ok(mut map) => map
             .remove(&key)
@@ -481,10 +488,7 @@ fn get_buffer_bytes(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Answer {
-    let data = match buffer(caller.data(), buffer_type) {
-        Ok(d) => d,
-        Err(status) => return ok(status),
-    };
+    let data = or_answer!(buffer(caller.data(), buffer_type));
     let start = (start as u32 as usize).min(data.len());
     let end = start
         .saturating_add(max_len as u32 as usize)
@@ -498,10 +502,7 @@ fn get_buffer_status(
     len_ptr: i32,
     flags_ptr: i32,
 ) -> Answer {
-    let len = match buffer(caller.data(), buffer_type) {
-        Ok(d) => d.len() as u32,
-        Err(status) => return ok(status),
-    };
+    let len = or_answer!(buffer(caller.data(), buffer_type)).len() as u32;
     let result =
         write_u32(&mut caller, len_ptr, len).and_then(|()| write_u32(&mut caller, flags_ptr, 0));
     ok(result.err().unwrap_or(Status::Ok))
@@ -521,17 +522,9 @@ fn send_local_response(
     headers_len: i32,
     _grpc_status: i32,
 ) -> Answer {
-    let read_all = || -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), Status> {
-        Ok((
-            read(&caller, details_ptr, details_len, MAX_ITEM)?,
-            read(&caller, body_ptr, body_len, MAX_BLOB)?,
-            read(&caller, headers_ptr, headers_len, MAX_BLOB)?,
-        ))
-    };
-    let (details, body, header_bytes) = match read_all() {
-        Ok(parts) => parts,
-        Err(status) => return ok(status),
-    };
+    let details = or_answer!(read(&caller, details_ptr, details_len, MAX_ITEM));
+    let body = or_answer!(read(&caller, body_ptr, body_len, MAX_BLOB));
+    let header_bytes = or_answer!(read(&caller, headers_ptr, headers_len, MAX_BLOB));
     let state = caller.data_mut();
     if !matches!(state.phase, Phase::RequestHeaders | Phase::ResponseHeaders) {
         return ok(Status::BadArgument);
@@ -620,10 +613,7 @@ fn get_property(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Answer {
-    let path = match read(&caller, path_ptr, path_len, MAX_ITEM) {
-        Ok(p) => p,
-        Err(status) => return ok(status),
-    };
+    let path = or_answer!(read(&caller, path_ptr, path_len, MAX_ITEM));
     match property(caller.data(), &path) {
         Some(value) => hand_over(&mut caller, &value, ret_ptr, ret_len),
         None => ok(Status::NotFound),

@@ -73,7 +73,6 @@ pub enum LoadError {
     #[error("{}: cannot read: {source}", path.display())]
     Read {
         path: PathBuf,
-        #[source]
         source: std::io::Error,
     },
     /// The file is not a valid wasm module.

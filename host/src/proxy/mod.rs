@@ -275,14 +275,16 @@ impl Gateway {
 
         let (mut run, outcome) = route.chain.on_request(&mut stream);
         if outcome? == RequestOutcome::Answered {
-            // The answering plugin and those before it see the answer as the response.
-            let local = stream.local_response.clone().expect("answered");
+            // The answering plugin and those before it see the answer as the response, and may
+            // change its head or replace it, as they may an upstream's.
+            let local = stream.local_response.take().expect("answered");
+            tracing::debug!(plugin = %local.plugin, status = local.status.as_u16(), details = %local.details, "plugin answered the request");
             stream.response = Some(ResponseHead {
                 status: local.status,
                 headers: local.headers,
             });
             run.on_response(&mut stream, true)?;
-            let response = respond(&mut stream, None);
+            let response = respond(&mut stream, full_body(local.body));
             run.finish(&mut stream);
             return Ok(response);
         }
@@ -311,17 +313,17 @@ impl Gateway {
         });
         run.on_response(&mut stream, end_of_stream)?;
         let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
-        let response = respond(&mut stream, Some(body));
+        let response = respond(&mut stream, body);
         run.finish(&mut stream);
         Ok(response)
     }
 }
 
-/// The response the client gets: a plugin's local answer if there is one, else the (possibly
-/// changed) upstream head with the upstream body.
-fn respond(stream: &mut Stream, upstream_body: Option<ResponseBody>) -> Response<ResponseBody> {
+/// The response the client gets: the answer a plugin gave in the response phase if there is
+/// one, else the response head as the plugins left it with `body`.
+fn respond(stream: &mut Stream, body: ResponseBody) -> Response<ResponseBody> {
     if let Some(local) = &stream.local_response {
-        tracing::debug!(plugin = %local.plugin, status = local.status.as_u16(), details = %local.details, "plugin answered the request");
+        tracing::debug!(plugin = %local.plugin, status = local.status.as_u16(), details = %local.details, "plugin replaced the response");
         let mut response = Response::new(full_body(local.body.clone()));
         *response.status_mut() = local.status;
         *response.headers_mut() = local.headers.clone();
@@ -331,7 +333,7 @@ fn respond(stream: &mut Stream, upstream_body: Option<ResponseBody>) -> Response
         .response
         .as_ref()
         .expect("response head set before respond");
-    let mut response = Response::new(upstream_body.unwrap_or_else(|| full_body(Bytes::new())));
+    let mut response = Response::new(body);
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers.clone();
     response
