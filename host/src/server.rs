@@ -17,10 +17,14 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{Config, ServerConfig};
 use crate::proxy::{ConnInfo, Gateway};
 
+/// Ping interval and answer timeout for HTTP/2 connections.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+
 /// How long shutdown waits for requests in flight before closing their connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A running set of listeners. Dropping it does not stop them; call [`Server::shutdown`].
+/// A running set of listeners. [`Server::shutdown`] stops them gracefully; dropping it stops
+/// accepting at once.
 #[derive(Debug)]
 pub struct Server {
     http_addr: Option<SocketAddr>,
@@ -103,8 +107,29 @@ fn connection_builder(settings: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_concurrent_streams(settings.h2_max_concurrent_streams)
         .max_pending_accept_reset_streams(Some(20))
-        .max_header_list_size(64 * 1024);
+        .max_header_list_size(64 * 1024)
+        // An idle or vanished HTTP/2 peer is found by pings and its connection closed.
+        .keep_alive_interval(Some(H2_KEEP_ALIVE))
+        .keep_alive_timeout(H2_KEEP_ALIVE);
     builder
+}
+
+/// The connection builders: one that detects the protocol (plain text, h2c by preface), and one
+/// per ALPN result for TLS, where the protocol is already agreed and nothing is sniffed.
+struct Builders {
+    detect: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(settings: &ServerConfig) -> Builders {
+        Builders {
+            detect: connection_builder(settings),
+            http1: connection_builder(settings).http1_only(),
+            http2: connection_builder(settings).http2_only(),
+        }
+    }
 }
 
 async fn accept_loop(
@@ -119,7 +144,7 @@ async fn accept_loop(
         Err(_) => return,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let builder = Arc::new(connection_builder(&settings));
+    let builders = Arc::new(Builders::new(&settings));
     let graceful = GracefulShutdown::new();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -141,8 +166,9 @@ async fn accept_loop(
             scheme,
         };
         let gateway = gateway.clone();
-        let builder = builder.clone();
+        let builders = builders.clone();
         let handshake_timeout = Duration::from_millis(settings.tls_handshake_timeout_ms);
+        let first_byte_timeout = Duration::from_millis(settings.header_read_timeout_ms);
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -152,7 +178,14 @@ async fn accept_loop(
             });
             match tls {
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                    // Protocol detection waits for bytes with no deadline of its own: a client
+                    // that connects and says nothing is closed at the header-read timeout.
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(first_byte_timeout, tcp.peek(&mut first)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return,
+                    }
+                    let conn = builders.detect.serve_connection(TokioIo::new(tcp), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
@@ -161,6 +194,11 @@ async fn accept_loop(
                     let Some(stream) = handshake(acceptor, tcp, handshake_timeout, peer).await
                     else {
                         return;
+                    };
+                    let builder = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        &builders.http2
+                    } else {
+                        &builders.http1
                     };
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {

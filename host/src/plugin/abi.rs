@@ -13,10 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use wasmtime::{
-    Caller, Engine, FuncType, Linker, Memory, Module, Store, StoreLimits, TypedFunc, Val,
+    Caller, Engine, FuncType, Linker, Memory, Module, Store, StoreLimits, TypedFunc, Val, ValType,
 };
 
-use super::stream::{LocalResponse, MapMut, Stream};
+use super::stream::{LocalResponse, MAX_PAIRS, MapMut, Stream};
 
 /// proxy-wasm status codes (the spec's `proxy_status_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,16 +186,23 @@ fn define_constant(
     ty: FuncType,
     answer: i32,
 ) -> wasmtime::Result<()> {
+    // The values are built from the declared result types: wasmtime hands the closure result
+    // slots that do not carry their type.
+    let values: Vec<Val> = ty
+        .results()
+        .enumerate()
+        .map(|(i, t)| match t {
+            ValType::I32 if i == 0 => Val::I32(answer),
+            ValType::I32 => Val::I32(0),
+            ValType::I64 => Val::I64(0),
+            ValType::F32 => Val::F32(0),
+            ValType::F64 => Val::F64(0),
+            ValType::V128 => Val::V128(0u128.into()),
+            ValType::Ref(r) => Val::null_ref(r.heap_type()),
+        })
+        .collect();
     linker.func_new(module, name, ty, move |_caller, _params, results| {
-        for (i, slot) in results.iter_mut().enumerate() {
-            *slot = match (i, &*slot) {
-                (0, Val::I32(_)) => Val::I32(answer),
-                (_, Val::I64(_)) => Val::I64(0),
-                (_, Val::F32(_)) => Val::F32(0),
-                (_, Val::F64(_)) => Val::F64(0),
-                _ => Val::I32(0),
-            };
-        }
+        results.clone_from_slice(&values);
         Ok(())
     })?;
     Ok(())
@@ -552,6 +559,9 @@ fn send_local_response(
             None => return ok(Status::SerializationFailure),
         }
     };
+    if pairs.len() > MAX_PAIRS {
+        return ok(Status::BadArgument);
+    }
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (k, v) in pairs {
         match (
@@ -559,7 +569,9 @@ fn send_local_response(
             http::HeaderValue::from_bytes(v),
         ) {
             (Ok(k), Ok(v)) => {
-                headers.append(k, v);
+                if headers.try_append(k, v).is_err() {
+                    return ok(Status::BadArgument);
+                }
             }
             _ => return ok(Status::BadArgument),
         }

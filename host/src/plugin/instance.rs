@@ -7,6 +7,7 @@
 //! next request that lands on its slot starts a fresh one, after a back-off if starting keeps
 //! failing.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -150,6 +151,9 @@ impl Plugin {
             .memory_size(self.limits.memory_bytes)
             .memories(1)
             .tables(8)
+            // table.grow runs as host code the CPU deadline cannot cut short, and wasmtime
+            // leaves tables unbounded: cap them (a big Rust module uses a few thousand slots).
+            .table_elements(100_000)
             .instances(1)
             // A failed memory.grow traps instead of returning -1, so the log says why.
             .trap_on_grow_failure(true)
@@ -369,7 +373,21 @@ impl Plugin {
         let data = live.store.data_mut();
         data.phase = phase;
         data.stream = Some(std::mem::take(stream));
-        let result = f(&live.exports, &mut live.store, ctx.id);
+        // A panic in a host call (a bug of ours a plugin found) must not leave a half-run guest
+        // in service: it is caught here and the instance discarded like after a trap.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            f(&live.exports, &mut live.store, ctx.id)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(wasmtime::Error::msg(format!(
+                "a host call panicked: {what}"
+            )))
+        });
         let data = live.store.data_mut();
         if let Some(s) = data.stream.take() {
             *stream = s;

@@ -248,3 +248,6 @@ impl Drop for Runtime {
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -90,6 +90,20 @@ pub struct Stream {
     pub request_end_of_stream: bool,
 }
 
+/// Most headers a plugin may leave in one map. Far above any real request (the server accepts
+/// `server.max_headers`), far below what would let a plugin make the host allocate without end.
+pub(crate) const MAX_PAIRS: usize = 1024;
+
+/// Most bytes of names and values a plugin may leave in one map.
+pub(crate) const MAX_MAP_BYTES: usize = 256 * 1024;
+
+fn map_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum()
+}
+
 /// Why a header map edit was refused; maps to the ABI's BadArgument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BadHeader;
@@ -179,12 +193,20 @@ impl MapMut<'_> {
         let value = utf8(value)?;
         match (self, name) {
             (MapMut::Request(r), b":path") => {
-                // The upstream request line is built from it: it must be a valid origin-form.
-                if !value.starts_with('/') || value.parse::<http::uri::PathAndQuery>().is_err() {
+                // The upstream request line is built from it: it must be a valid origin-form
+                // whose path is already canonical, so a plugin cannot send `..`, `//` or an
+                // encoded `/` upstream past the gateway's normalisation.
+                let path = value.split('?').next().unwrap_or_default();
+                if value.parse::<http::uri::PathAndQuery>().is_err()
+                    || crate::proxy::path::normalize(path).as_deref() != Ok(path)
+                {
                     return Err(BadHeader);
                 }
                 r.path = value.to_string();
             }
+            // The scheme is the connection's: writing back the value read is allowed (SDKs
+            // read all headers and set them back), changing it is not.
+            (MapMut::Request(r), b":scheme") if value == r.scheme => {}
             (MapMut::Request(r), b":method") => {
                 r.method = Method::from_bytes(value.as_bytes()).map_err(|_| BadHeader)?;
             }
@@ -213,7 +235,10 @@ impl MapMut<'_> {
             return self.set_pseudo(name, value);
         }
         let (name, value) = (header_name(name)?, header_value(value)?);
-        self.headers_mut().insert(name, value);
+        self.check_room(name.as_str().len() + value.len())?;
+        self.headers_mut()
+            .try_insert(name, value)
+            .map_err(|_| BadHeader)?;
         Ok(())
     }
 
@@ -223,7 +248,10 @@ impl MapMut<'_> {
             return self.set_pseudo(name, value);
         }
         let (name, value) = (header_name(name)?, header_value(value)?);
-        self.headers_mut().append(name, value);
+        self.check_room(name.as_str().len() + value.len())?;
+        self.headers_mut()
+            .try_append(name, value)
+            .map_err(|_| BadHeader)?;
         Ok(())
     }
 
@@ -241,20 +269,53 @@ impl MapMut<'_> {
 
     /// Replaces the whole map. Pseudo-headers in `pairs` set the pseudo-header; those missing
     /// keep their value.
+    /// All or nothing: a refused pair leaves the map as it was.
     pub(crate) fn set_all(&mut self, pairs: &[(&[u8], &[u8])]) -> Result<(), BadHeader> {
-        let mut headers = HeaderMap::with_capacity(pairs.len());
-        let mut pseudo = Vec::new();
-        for (k, v) in pairs {
-            if k.first() == Some(&b':') {
-                pseudo.push((*k, *v));
-            } else {
-                headers.append(header_name(k)?, header_value(v)?);
+        let bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if pairs.len() > MAX_PAIRS || bytes > MAX_MAP_BYTES {
+            return Err(BadHeader);
+        }
+        let mut headers = HeaderMap::try_with_capacity(pairs.len()).map_err(|_| BadHeader)?;
+        for (k, v) in pairs.iter().filter(|(k, _)| k.first() != Some(&b':')) {
+            headers
+                .try_append(header_name(k)?, header_value(v)?)
+                .map_err(|_| BadHeader)?;
+        }
+        // Pseudo-headers are applied to a copy of the head, committed only if all are good.
+        let pseudo = pairs.iter().filter(|(k, _)| k.first() == Some(&b':'));
+        match self {
+            MapMut::Request(r) => {
+                let mut head = RequestHead {
+                    headers: HeaderMap::new(),
+                    ..(**r).clone()
+                };
+                for (k, v) in pseudo {
+                    MapMut::Request(&mut head).set_pseudo(k, v)?;
+                }
+                head.headers = headers;
+                **r = head;
+            }
+            MapMut::Response(r) => {
+                let mut head = ResponseHead {
+                    status: r.status,
+                    headers: HeaderMap::new(),
+                };
+                for (k, v) in pseudo {
+                    MapMut::Response(&mut head).set_pseudo(k, v)?;
+                }
+                head.headers = headers;
+                **r = head;
             }
         }
-        for (k, v) in pseudo {
-            self.set_pseudo(k, v)?;
+        Ok(())
+    }
+
+    /// Refuses an edit that would take the map past [`MAX_PAIRS`] or [`MAX_MAP_BYTES`].
+    fn check_room(&self, extra_bytes: usize) -> Result<(), BadHeader> {
+        let headers = self.headers();
+        if headers.len() >= MAX_PAIRS || map_bytes(headers) + extra_bytes > MAX_MAP_BYTES {
+            return Err(BadHeader);
         }
-        *self.headers_mut() = headers;
         Ok(())
     }
 }

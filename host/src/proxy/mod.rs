@@ -284,7 +284,7 @@ impl Gateway {
                 headers: local.headers,
             });
             run.on_response(&mut stream, true)?;
-            let response = respond(&mut stream, full_body(local.body));
+            let response = respond(&stream, full_body(local.body));
             run.finish(&mut stream);
             return Ok(response);
         }
@@ -313,7 +313,7 @@ impl Gateway {
         });
         run.on_response(&mut stream, end_of_stream)?;
         let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
-        let response = respond(&mut stream, body);
+        let response = respond(&stream, body);
         run.finish(&mut stream);
         Ok(response)
     }
@@ -321,21 +321,29 @@ impl Gateway {
 
 /// The response the client gets: the answer a plugin gave in the response phase if there is
 /// one, else the response head as the plugins left it with `body`.
-fn respond(stream: &mut Stream, body: ResponseBody) -> Response<ResponseBody> {
-    if let Some(local) = &stream.local_response {
-        tracing::debug!(plugin = %local.plugin, status = local.status.as_u16(), details = %local.details, "plugin replaced the response");
-        let mut response = Response::new(full_body(local.body.clone()));
-        *response.status_mut() = local.status;
-        *response.headers_mut() = local.headers.clone();
-        return response;
-    }
-    let head = stream
-        .response
-        .as_ref()
-        .expect("response head set before respond");
+fn respond(stream: &Stream, body: ResponseBody) -> Response<ResponseBody> {
+    let (status, headers, body) = match &stream.local_response {
+        Some(local) => {
+            tracing::debug!(plugin = %local.plugin, status = local.status.as_u16(), details = %local.details, "plugin replaced the response");
+            (
+                local.status,
+                local.headers.clone(),
+                full_body(local.body.clone()),
+            )
+        }
+        None => {
+            let head = stream
+                .response
+                .as_ref()
+                .expect("response head set before respond");
+            (head.status, head.headers.clone(), body)
+        }
+    };
     let mut response = Response::new(body);
-    *response.status_mut() = head.status;
-    *response.headers_mut() = head.headers.clone();
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    // Plugins may have added connection-level headers back.
+    strip_hop_by_hop(response.headers_mut());
     response
 }
 

@@ -1,0 +1,226 @@
+//! The ABI boundary against hostile or unusual guests, written as inline WAT.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{CallError, Chain, Limits, Plugin, RequestHead, RequestOutcome, Runtime, Stream};
+use crate::config::FailurePolicy;
+
+fn runtime() -> Runtime {
+    Runtime::new(Limits {
+        call_timeout: Duration::from_millis(100),
+        memory_bytes: 16 * 1024 * 1024,
+        instances: 1,
+    })
+    .unwrap()
+}
+
+/// A proxy-wasm module with `imports`, whose request-headers callback runs `body` and then
+/// continues. `$expect` traps unless its two arguments are equal.
+fn module(imports: &str, body: &str) -> String {
+    format!(
+        r#"(module
+  {imports}
+  (memory (export "memory") 8)
+  (table 1 funcref)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 65536))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func $expect (param $got i32) (param $want i32)
+    (if (i32.ne (local.get $got) (local.get $want)) (then unreachable)))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    {body}
+    (i32.const 0))
+)"#
+    )
+}
+
+fn load(runtime: &Runtime, wat: &str) -> Arc<Plugin> {
+    let bytes = wat::parse_str(wat).expect("valid WAT");
+    let compiled = runtime
+        .compile_bytes(Path::new("test.wasm"), &bytes)
+        .expect("compiles");
+    runtime
+        .configure(&compiled, "test", Vec::new(), FailurePolicy::Closed)
+        .expect("starts")
+}
+
+fn stream() -> Stream {
+    Stream {
+        request: RequestHead {
+            path: "/serving-uci/x".into(),
+            ..RequestHead::default()
+        },
+        ..Stream::default()
+    }
+}
+
+fn run(plugin: &Arc<Plugin>) -> (Stream, Result<RequestOutcome, CallError>) {
+    let chain = Chain::new(vec![plugin.clone()]);
+    let mut s = stream();
+    let (_run, outcome) = chain.on_request(&mut s);
+    (s, outcome)
+}
+
+#[test]
+fn calls_the_host_does_not_offer_answer_unimplemented_and_wasi_errnos() {
+    let rt = runtime();
+    let plugin = load(
+        &rt,
+        &module(
+            r#"(import "env" "proxy_http_call" (func $http_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+               (import "env" "proxy_made_up_i64" (func $i64 (result i64)))
+               (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+               (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"#,
+            r#"(call $expect (call $http_call (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+                                              (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)) (i32.const 12))
+               (drop (call $i64))
+               (call $expect (call $prestat (i32.const 3) (i32.const 0)) (i32.const 8))
+               (call $expect (call $poll (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)) (i32.const 52))"#,
+        ),
+    );
+    assert_eq!(run(&plugin).1.unwrap(), RequestOutcome::Forward);
+}
+
+#[test]
+fn imports_from_unknown_modules_are_refused_by_name() {
+    let rt = runtime();
+    let bytes = wat::parse_str(module(
+        r#"(import "evil" "open_socket" (func (param i32) (result i32)))"#,
+        "",
+    ))
+    .unwrap();
+    let err = rt.compile_bytes(Path::new("x.wasm"), &bytes).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "x.wasm: not a proxy-wasm 0.2.1 module: imports evil.open_socket, which wasmgate does not provide"
+    );
+}
+
+#[test]
+fn growing_a_table_without_end_is_cut_off() {
+    let rt = runtime();
+    let plugin = load(
+        &rt,
+        &module(
+            "",
+            "(drop (table.grow (ref.null func) (i32.const 0x10000000)))",
+        ),
+    );
+    let started = Instant::now();
+    let err = run(&plugin).1.unwrap_err();
+    assert!(matches!(err, CallError::Trap { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn growing_memory_past_the_cap_traps_with_a_reason() {
+    let rt = runtime();
+    // 16 MiB cap = 256 pages; the module starts with 8.
+    let plugin = load(&rt, &module("", "(drop (memory.grow (i32.const 1000)))"));
+    let err = run(&plugin).1.unwrap_err();
+    assert!(err.to_string().contains("memory limit"), "{err}");
+}
+
+#[test]
+fn bad_pointers_and_lengths_get_statuses_not_host_failures() {
+    let rt = runtime();
+    let plugin = load(
+        &rt,
+        &module(
+            r#"(import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+               (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))"#,
+            r#"(call $expect (call $log (i32.const 2) (i32.const 0x7fffffff) (i32.const 100)) (i32.const 6))
+               (call $expect (call $log (i32.const 2) (i32.const 0) (i32.const -1)) (i32.const 2))
+               (call $expect (call $get (i32.const 0) (i32.const 0) (i32.const 0x100000) (i32.const 0) (i32.const 4)) (i32.const 2))
+               (call $expect (call $get (i32.const 9) (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 4)) (i32.const 2))
+               (call $expect (call $get (i32.const 0) (i32.const 0) (i32.const 1) (i32.const -4) (i32.const 4)) (i32.const 1))"#,
+        ),
+    );
+    assert_eq!(run(&plugin).1.unwrap(), RequestOutcome::Forward);
+}
+
+#[test]
+fn a_huge_header_map_is_refused() {
+    let rt = runtime();
+    // 25000 empty pairs: a count, 25000 zero length pairs, 50000 NUL bytes (all zero memory).
+    let plugin = load(
+        &rt,
+        &module(
+            r#"(import "env" "proxy_set_header_map_pairs" (func $set (param i32 i32 i32) (result i32)))"#,
+            r#"(i32.store (i32.const 1024) (i32.const 25000))
+               (call $expect (call $set (i32.const 0) (i32.const 1024) (i32.const 250004)) (i32.const 2))"#,
+        ),
+    );
+    assert_eq!(run(&plugin).1.unwrap(), RequestOutcome::Forward);
+}
+
+#[test]
+fn header_growth_is_capped() {
+    let rt = runtime();
+    // Each add is 64 KiB; the map holds at most 256 KiB.
+    let plugin = load(
+        &rt,
+        &module(
+            r#"(import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+               (data (i32.const 16) "x-flood")"#,
+            r#"(memory.fill (i32.const 65536) (i32.const 97) (i32.const 65536))
+               (call $expect (call $add (i32.const 0) (i32.const 16) (i32.const 7) (i32.const 65536) (i32.const 65536)) (i32.const 0))
+               (call $expect (call $add (i32.const 0) (i32.const 16) (i32.const 7) (i32.const 65536) (i32.const 65536)) (i32.const 0))
+               (call $expect (call $add (i32.const 0) (i32.const 16) (i32.const 7) (i32.const 65536) (i32.const 65536)) (i32.const 0))
+               (call $expect (call $add (i32.const 0) (i32.const 16) (i32.const 7) (i32.const 65536) (i32.const 65536)) (i32.const 2))"#,
+        ),
+    );
+    let (s, outcome) = run(&plugin);
+    assert_eq!(outcome.unwrap(), RequestOutcome::Forward);
+    assert_eq!(s.request.headers.get_all("x-flood").iter().count(), 3);
+}
+
+#[test]
+fn a_plugin_can_set_only_a_canonical_path() {
+    let rt = runtime();
+    let plugin = load(
+        &rt,
+        &module(
+            r#"(import "env" "proxy_replace_header_map_value" (func $set (param i32 i32 i32 i32 i32) (result i32)))
+               (data (i32.const 16) ":path")
+               (data (i32.const 32) "/a/../admin")
+               (data (i32.const 48) "/a%2Fb")
+               (data (i32.const 64) "/uci/prediction?x=1")
+               (data (i32.const 96) ":scheme")
+               (data (i32.const 112) "https")"#,
+            r#"(call $expect (call $set (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 32) (i32.const 11)) (i32.const 2))
+               (call $expect (call $set (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 48) (i32.const 6)) (i32.const 2))
+               (call $expect (call $set (i32.const 0) (i32.const 96) (i32.const 7) (i32.const 112) (i32.const 5)) (i32.const 2))
+               (call $expect (call $set (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 64) (i32.const 19)) (i32.const 0))"#,
+        ),
+    );
+    let (s, outcome) = run(&plugin);
+    assert_eq!(outcome.unwrap(), RequestOutcome::Forward);
+    assert_eq!(s.request.path, "/uci/prediction?x=1");
+}
+
+#[test]
+fn answering_twice_keeps_the_first_answer() {
+    let rt = runtime();
+    let plugin = load(
+        &rt,
+        &module(
+            r#"(import "env" "proxy_send_local_response" (func $send (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+               (data (i32.const 16) "first")"#,
+            r#"(call $expect (call $send (i32.const 401) (i32.const 0) (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const -1)) (i32.const 0))
+               (call $expect (call $send (i32.const 200) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)) (i32.const 2))
+               (call $expect (call $send (i32.const 99) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)) (i32.const 2))"#,
+        ),
+    );
+    let (s, outcome) = run(&plugin);
+    assert_eq!(outcome.unwrap(), RequestOutcome::Answered);
+    let answer = s.local_response.unwrap();
+    assert_eq!(answer.status, 401);
+    assert_eq!(&answer.body[..], b"first");
+}
