@@ -157,7 +157,9 @@ impl Harness {
         let upstream = model.spawn();
         let path = write_config(dir.path(), upstream_addr, &routes);
         let config = wasmgate::Config::load(&path).expect("test config is valid");
-        let gateway = wasmgate::start(&config).await.expect("gateway starts");
+        let gateway = wasmgate::start(&path, &config)
+            .await
+            .expect("gateway starts");
         let tls = client_tls(&dir.path().join("tls/cert.pem"));
         Harness {
             gateway,

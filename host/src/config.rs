@@ -33,7 +33,7 @@ pub struct Config {
 }
 
 /// `[server]`: listeners and connection limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Plain HTTP listener (HTTP/1.1 and h2c); none when absent.
@@ -64,7 +64,7 @@ impl Default for ServerConfig {
 }
 
 /// `[tls]`: PEM files for the HTTPS listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Certificate chain, PEM, leaf first.
@@ -145,7 +145,7 @@ pub struct PluginRef {
 }
 
 /// What happens to a request when a plugin fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FailurePolicy {
     /// The request is refused with a 5xx (the default: a broken auth plugin must not open the

@@ -49,7 +49,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .spawn();
     tracing::info!(addr = %upstream, "demo model server listening (loopback only)");
 
-    let running = crate::start(&config).await.with_context(|| {
+    let mut running = crate::start(config_path, &config).await.with_context(|| {
         format!(
             "{}: run `make build` first if the plugins are missing",
             config_path.display()
@@ -65,9 +65,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             "Without the apikey header it gets 401; without X-INSTANCE-ID, 403. Ctrl-C stops the demo.\n"
         );
     }
+    // The demo reloads too: edit examples/demo/wasmgate.toml or rebuild a plugin and watch.
+    running.watch()?;
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");
-    running.server.shutdown().await;
+    running.shutdown().await;
     model.shutdown().await;
     Ok(())
 }

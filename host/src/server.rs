@@ -15,7 +15,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ServerConfig};
-use crate::proxy::{ConnInfo, Gateway};
+use crate::proxy::ConnInfo;
+use crate::reload::GatewayHandle;
 
 /// Ping interval and answer timeout for HTTP/2 connections.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
@@ -34,8 +35,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the configured listeners and starts serving `gateway` on them.
-    pub async fn start(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
+    /// Binds the configured listeners and starts serving the gateway `gateway` holds on them.
+    pub async fn start(config: &Config, gateway: GatewayHandle) -> anyhow::Result<Server> {
         use anyhow::Context;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -135,7 +136,7 @@ impl Builders {
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    gateway: Arc<Gateway>,
+    gateway: GatewayHandle,
     settings: Arc<ServerConfig>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -173,7 +174,9 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let gateway = gateway.clone();
+                // Each request runs on the gateway that is current when it arrives, to its
+                // end, whatever reloads happen meanwhile.
+                let gateway = gateway.load_full();
                 async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, conn).await) }
             });
             match tls {

@@ -3,5 +3,7 @@
 
 mod compat;
 mod config_errors;
+mod custom;
 mod hostile;
+mod reload;
 mod seed;

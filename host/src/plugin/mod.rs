@@ -32,8 +32,8 @@ const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// reaching the host's own stack.
 const MAX_WASM_STACK: usize = 512 * 1024;
 
-/// Sandbox limits applied to every instance.
-#[derive(Debug, Clone)]
+/// Sandbox limits applied to every instance of a configured plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Limits {
     /// CPU time one call into a plugin may take.
     pub call_timeout: Duration,
@@ -137,21 +137,18 @@ impl std::fmt::Debug for CompiledModule {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
-    limits: Limits,
     ticker_stop: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
-            .field("limits", &self.limits)
-            .finish()
+        f.debug_struct("Runtime").finish_non_exhaustive()
     }
 }
 
 impl Runtime {
     /// Creates the engine and starts the epoch ticker thread (stopped when the runtime drops).
-    pub fn new(limits: Limits) -> anyhow::Result<Runtime> {
+    pub fn new() -> anyhow::Result<Runtime> {
         let mut config = EngineConfig::new();
         config
             .epoch_interruption(true)
@@ -174,14 +171,8 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
-            limits,
             ticker_stop,
         })
-    }
-
-    /// The limits every instance runs under.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
     }
 
     /// Reads and compiles a module, and checks it is a proxy-wasm module whose imports the host
@@ -230,6 +221,7 @@ impl Runtime {
         name: &str,
         config: Vec<u8>,
         failure: FailurePolicy,
+        limits: &Limits,
     ) -> Result<Arc<Plugin>, LoadError> {
         Plugin::start(
             &self.engine,
@@ -237,7 +229,7 @@ impl Runtime {
             name,
             config.into(),
             failure,
-            self.limits.clone(),
+            limits.clone(),
         )
         .map(Arc::new)
     }

@@ -8,12 +8,15 @@ use super::{CallError, Chain, Limits, Plugin, RequestHead, RequestOutcome, Runti
 use crate::config::FailurePolicy;
 
 fn runtime() -> Runtime {
-    Runtime::new(Limits {
+    Runtime::new().unwrap()
+}
+
+fn limits() -> Limits {
+    Limits {
         call_timeout: Duration::from_millis(100),
         memory_bytes: 16 * 1024 * 1024,
         instances: 1,
-    })
-    .unwrap()
+    }
 }
 
 /// A proxy-wasm module with `imports`, whose request-headers callback runs `body` and then
@@ -42,7 +45,13 @@ fn load(runtime: &Runtime, wat: &str) -> Arc<Plugin> {
         .compile_bytes(Path::new("test.wasm"), &bytes)
         .expect("compiles");
     runtime
-        .configure(&compiled, "test", Vec::new(), FailurePolicy::Closed)
+        .configure(
+            &compiled,
+            "test",
+            Vec::new(),
+            FailurePolicy::Closed,
+            &limits(),
+        )
         .expect("starts")
 }
 

@@ -23,10 +23,7 @@ use hyper_util::rt::TokioExecutor;
 pub use error::{Fault, ProxyError, json_response};
 
 use crate::config::{Config, RouteConfig};
-use crate::plugin::{
-    Chain, CompiledModule, LoadError, RequestHead, RequestInfo, RequestOutcome, ResponseHead,
-    Runtime, Stream,
-};
+use crate::plugin::{Chain, RequestHead, RequestInfo, RequestOutcome, ResponseHead, Stream};
 
 /// Errors a response body can end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -80,21 +77,6 @@ impl Route {
     }
 }
 
-/// A plugin that could not be loaded, at its place in the config.
-#[derive(Debug, thiserror::Error)]
-#[error("routes[{route}].plugins[{index}] ({name}): {error}")]
-pub struct PluginLoadError {
-    /// Index of the route in the config.
-    pub route: usize,
-    /// Index of the plugin in the route's chain.
-    pub index: usize,
-    /// The plugin's name.
-    pub name: String,
-    /// Why it could not be loaded.
-    #[source]
-    pub error: LoadError,
-}
-
 /// The routes and their plugins: everything a request needs, built from one config.
 #[derive(Debug)]
 pub struct Gateway {
@@ -132,63 +114,25 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 impl Gateway {
-    /// Loads every plugin the config names (each module compiled once, configured per use) and
-    /// builds the routes. Every plugin that fails is reported, each at its place.
-    pub fn build(config: &Config, runtime: &Runtime) -> Result<Gateway, Vec<PluginLoadError>> {
-        let mut modules: Vec<(std::path::PathBuf, Result<CompiledModule, ()>)> = Vec::new();
-        let mut errors = Vec::new();
-        let mut routes = Vec::with_capacity(config.routes.len());
-        for (r, route) in config.routes.iter().enumerate() {
-            let mut plugins = Vec::with_capacity(route.plugins.len());
-            for (p, plugin) in route.plugins.iter().enumerate() {
-                let path = plugin.module_path(&config.plugins);
-                let place = |error| PluginLoadError {
-                    route: r,
-                    index: p,
-                    name: plugin.name.clone(),
-                    error,
-                };
-                let compiled = match modules.iter().find(|(m, _)| *m == path) {
-                    Some((_, Ok(m))) => m.clone(),
-                    // Already reported at its first use.
-                    Some((_, Err(()))) => continue,
-                    None => match runtime.compile(&path) {
-                        Ok(m) => {
-                            modules.push((path, Ok(m.clone())));
-                            m
-                        }
-                        Err(e) => {
-                            modules.push((path, Err(())));
-                            errors.push(place(e));
-                            continue;
-                        }
-                    },
-                };
-                match runtime.configure(
-                    &compiled,
-                    &plugin.name,
-                    plugin.config_json(),
-                    plugin.failure,
-                ) {
-                    Ok(loaded) => plugins.push(loaded),
-                    Err(e) => errors.push(place(e)),
-                }
-            }
-            routes.push(Route::new(route, Chain::new(plugins)));
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+    /// The gateway for `config`, with `chains[i]` the plugin chain of `config.routes[i]`
+    /// (built by [`crate::reload`], which owns loading plugins).
+    pub fn new(config: &Config, chains: Vec<Chain>) -> Gateway {
+        let mut routes: Vec<Route> = config
+            .routes
+            .iter()
+            .zip(chains)
+            .map(|(route, chain)| Route::new(route, chain))
+            .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let mut seed = [0u8; 4];
         // A per-process prefix keeps request ids unique across restarts; without the OS source
         // the ids are still unique within the process.
         let _ = getrandom::fill(&mut seed);
-        Ok(Gateway {
+        Gateway {
             routes,
             next_request: AtomicU64::new(1),
             request_id_prefix: u32::from_le_bytes(seed),
-        })
+        }
     }
 
     /// The routes, most specific first.
