@@ -202,10 +202,11 @@ impl fmt::Display for Issue {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{}: cannot read: {source}", file.display())]
+    #[error("{}: cannot read: {cause}", file.display())]
     Read {
         file: PathBuf,
-        source: std::io::Error,
+        /// Why (shown in the message, so not chained as a source too).
+        cause: std::io::Error,
     },
     /// The file is not valid TOML or does not fit the schema.
     #[error("{file}:{line}:{column}: {issue}")]
@@ -232,9 +233,9 @@ impl Config {
     /// Reads, parses and validates a configuration file. Relative paths inside it are resolved
     /// against the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             file: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let base = path
             .parent()

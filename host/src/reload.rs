@@ -189,10 +189,10 @@ fn load_module(
             tracing::warn!(file = %path.display(), "plugin file is gone; its route keeps the last good version until the file is back or the config stops naming it");
             return Ok(last.cloned().expect("checked"));
         }
-        Err(source) => {
+        Err(cause) => {
             return Err(LoadError::Read {
                 path: path.to_path_buf(),
-                source,
+                cause,
             });
         }
     };
@@ -353,10 +353,10 @@ impl Reloader {
     }
 
     fn reload_locked(&self, state: &mut State) -> Result<ReloadOutcome, ReloadError> {
-        let text = std::fs::read_to_string(&self.config_path).map_err(|source| {
+        let text = std::fs::read_to_string(&self.config_path).map_err(|cause| {
             crate::config::ConfigError::Read {
                 file: self.config_path.clone(),
-                source,
+                cause,
             }
         })?;
         let base = self

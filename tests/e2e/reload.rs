@@ -40,7 +40,11 @@ fn plugin_path(dir: &Path) -> PathBuf {
 fn routes(dir: &Path) -> String {
     std::fs::create_dir_all(dir.join("plugins")).unwrap();
     std::fs::write(plugin_path(dir), version_module("v0")).unwrap();
-    r#"
+    VERSION_ROUTE.into()
+}
+
+/// A route through the version plugin at `{dir}/plugins/version.wasm`.
+const VERSION_ROUTE: &str = r#"
 [[routes]]
 name = "versioned"
 prefix = "/"
@@ -48,9 +52,7 @@ upstream = "{upstream}"
 [[routes.plugins]]
 name = "version"
 file = "{dir}/plugins/version.wasm"
-"#
-    .into()
-}
+"#;
 
 async fn watched(routes_fn: impl FnOnce(&Path) -> String) -> Harness {
     let mut h = Harness::start_with(routes_fn).await;
@@ -239,19 +241,7 @@ async fn a_kubernetes_configmap_symlink_swap_is_seen() {
         .unwrap();
         std::os::unix::fs::symlink("..2026_11_25_v0", plugins.join("..data")).unwrap();
         std::os::unix::fs::symlink("..data/version.wasm", plugins.join("version.wasm")).unwrap();
-        routes_without_writing()
-    }
-    fn routes_without_writing() -> String {
-        r#"
-[[routes]]
-name = "versioned"
-prefix = "/"
-upstream = "{upstream}"
-[[routes.plugins]]
-name = "version"
-file = "{dir}/plugins/version.wasm"
-"#
-        .into()
+        VERSION_ROUTE.into()
     }
     let h = watched(mount).await;
     assert_eq!(version_now(&h).await.as_deref(), Some("cm0"));

@@ -70,10 +70,11 @@ impl Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The module file could not be read.
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read: {cause}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        /// Why (shown in the message, so not chained as a source too).
+        cause: std::io::Error,
     },
     /// The file is not a valid wasm module.
     #[error("{}: not a valid wasm module: {reason}", path.display())]
@@ -178,9 +179,9 @@ impl Runtime {
     /// Reads and compiles a module, and checks it is a proxy-wasm module whose imports the host
     /// provides. Slow (milliseconds); done off the request path.
     pub fn compile(&self, path: &Path) -> Result<CompiledModule, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        let bytes = std::fs::read(path).map_err(|cause| LoadError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         self.compile_bytes(path, &bytes)
     }
