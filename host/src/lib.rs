@@ -1,56 +1,75 @@
 //! wasmgate: an HTTPS API gateway for model serving whose policies are proxy-wasm plugins.
 //!
 //! The crate is the gateway as a library (the `wasmgate` binary and the end-to-end tests use it):
-//! [`config`] reads the TOML file, [`plugin`] hosts the wasm plugins, [`proxy`] carries a request
-//! through its route's plugin chain to the upstream, [`server`] accepts connections and [`tls`]
-//! terminates HTTPS. ARCHITECTURE.md draws the request's path.
+//! [`config`] reads the TOML file, [`plugin`] hosts the wasm plugins, [`reload`] loads them and
+//! swaps in new versions, [`proxy`] carries a request through its route's plugin chain to the
+//! upstream, [`server`] accepts connections and [`tls`] terminates HTTPS. ARCHITECTURE.md draws
+//! the request's path.
 
 pub mod config;
 pub mod demo;
 pub mod plugin;
 pub mod proxy;
+pub mod reload;
+pub mod scaffold;
 pub mod server;
 pub mod tls;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 
 pub use config::Config;
 pub use proxy::Gateway;
+pub use reload::Reloader;
 pub use server::Server;
 
-/// A gateway that is serving: its listeners, its routes and the plugin runtime they run on.
+/// A gateway that is serving: its listeners and the reloader that owns its routes and plugins.
 #[derive(Debug)]
 pub struct Running {
     /// The listeners.
     pub server: Server,
-    /// The routes and plugins being served.
-    pub gateway: Arc<Gateway>,
-    /// Kept alive for as long as plugins run: its clock enforces their CPU deadlines.
-    pub runtime: Arc<plugin::Runtime>,
+    /// Reloads the config and plugins; holds the gateway being served.
+    pub reloader: Arc<Reloader>,
+    watch: Option<reload::WatchGuard>,
 }
 
-/// Builds the plugin runtime and loads every plugin the config names. Each plugin that fails
-/// is reported at its place in the config.
-pub fn load(config: &Config) -> anyhow::Result<(Arc<plugin::Runtime>, Arc<Gateway>)> {
-    let runtime = Arc::new(plugin::Runtime::new(plugin::Limits::from_config(
-        &config.plugins,
-    ))?);
-    let gateway = Gateway::build(config, &runtime).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        anyhow::anyhow!("{}", lines.join("\n"))
-    })?;
-    Ok((runtime, Arc::new(gateway)))
+impl Running {
+    /// The gateway serving now.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.reloader.handle().load_full()
+    }
+
+    /// Starts watching the plugin directory and the config for changes (hot reload).
+    pub fn watch(&mut self) -> anyhow::Result<()> {
+        self.watch = Some(self.reloader.watch()?);
+        Ok(())
+    }
+
+    /// Stops watching, drains requests in flight and stops the listeners.
+    pub async fn shutdown(self) {
+        drop(self.watch);
+        self.server.shutdown().await;
+    }
 }
 
-/// Loads the plugins and starts the listeners of `config`.
-pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let (runtime, gateway) = load(config).context("loading plugins")?;
-    let server = Server::start(config, gateway.clone()).await?;
+/// Loads every plugin `config` names into a gateway, without serving it: what `wasmgate check`
+/// does. Each plugin that fails is reported at its place in the config.
+pub fn load(config: &Config) -> anyhow::Result<Gateway> {
+    let runtime = plugin::Runtime::new()?;
+    Ok(reload::load(config, &runtime)?)
+}
+
+/// Loads the plugins of `config` (read from `config_path`, which reloads re-read) and starts
+/// its listeners. Call [`Running::watch`] for hot reload.
+pub async fn start(config_path: &Path, config: &Config) -> anyhow::Result<Running> {
+    let runtime = Arc::new(plugin::Runtime::new()?);
+    let reloader = Reloader::start(config_path, config, runtime).context("loading plugins")?;
+    let server = Server::start(config, reloader.handle()).await?;
     Ok(Running {
         server,
-        gateway,
-        runtime,
+        reloader,
+        watch: None,
     })
 }

@@ -21,11 +21,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the routes of a config file until Ctrl-C or SIGTERM.
+    /// Serve the routes of a config file until Ctrl-C or SIGTERM. The plugin directory and the
+    /// config are watched and reloaded on change; SIGHUP reloads too.
     Run {
         /// The config file (TOML; docs/config.md).
         #[arg(long, short)]
         config: PathBuf,
+        /// Write the process id here, for `wasmgate reload --pid-file`.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+    },
+    /// Make a running gateway reload its config and plugins now (sends it SIGHUP), for file
+    /// systems where change events do not arrive.
+    Reload {
+        /// The gateway's process id.
+        #[arg(long, conflicts_with = "pid_file")]
+        pid: Option<i32>,
+        /// The file `wasmgate run --pid-file` wrote.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
     },
     /// Validate a config file and load every plugin it names; exits non-zero with every
     /// problem found, each at its place.
@@ -40,6 +54,41 @@ enum Command {
         #[arg(long, short, default_value = wasmgate::demo::DEMO_CONFIG)]
         config: PathBuf,
     },
+    /// Write a plugin: scaffold a crate against the SDK, build one to a .wasm module.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Create a plugin crate NAME (in --dir) with a working auth plugin and its unit tests.
+    New {
+        /// The plugin's name: a-z, 0-9, - and _, starting with a letter.
+        name: String,
+        /// The directory to create the crate in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The SDK crate to depend on [default: the sdk/ this wasmgate was built from].
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin crate to a .wasm module (release, wasm32-unknown-unknown) and print its path.
+    Build {
+        /// The crate's directory or Cargo.toml.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Cargo's target directory [default: TARGET/wasm-build of the crate].
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+        /// Where NAME.wasm is copied [default: TARGET/wasm of the crate].
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// rustup or debian [default: rustup's wasm target if installed, else Debian's rustc].
+        #[arg(long)]
+        toolchain: Option<wasmgate::scaffold::Toolchain>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,16 +101,89 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config } => runtime().and_then(|rt| rt.block_on(run(config))),
+        Command::Run { config, pid_file } => {
+            runtime().and_then(|rt| rt.block_on(run(config, pid_file)))
+        }
+        Command::Reload { pid, pid_file } => reload(pid, pid_file),
         Command::Demo { config } => {
             runtime().and_then(|rt| rt.block_on(wasmgate::demo::run(&config)))
         }
+        Command::Plugin { command } => plugin(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wasmgate: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `wasmgate plugin new` and `wasmgate plugin build`.
+fn plugin(command: PluginCommand) -> anyhow::Result<()> {
+    use wasmgate::scaffold;
+    match command {
+        PluginCommand::New { name, dir, sdk } => {
+            let created = scaffold::new_plugin(&scaffold::NewPlugin {
+                name,
+                parent: dir,
+                sdk,
+            })?;
+            println!(
+                "created plugin {} in {}",
+                created.name,
+                created.dir.display()
+            );
+            let shown = created.dir.display();
+            match &created.workspace {
+                Some(ws) => {
+                    match &ws.membership {
+                        scaffold::Membership::Added => println!(
+                            "added {:?} to the workspace members in {}",
+                            ws.member,
+                            ws.root.join("Cargo.toml").display()
+                        ),
+                        scaffold::Membership::AlreadyCovered => {}
+                        scaffold::Membership::NotAdded(why) => println!(
+                            "add {:?} to the workspace members yourself: {why}",
+                            ws.member
+                        ),
+                    }
+                    println!("  test:  cargo test -p {}", created.name);
+                    println!("  build: scripts/build-wasm.sh {}", created.name);
+                }
+                None => {
+                    println!("  test:  cd {shown} && cargo test");
+                    println!("  build: wasmgate plugin build {shown}");
+                }
+            }
+            println!(
+                "then copy {}.wasm into the gateway's plugin directory and name it in a route \
+                 (docs/plugin-guide.md)",
+                created.name
+            );
+            Ok(())
+        }
+        PluginCommand::Build {
+            path,
+            target_dir,
+            out_dir,
+            toolchain,
+        } => {
+            let built = scaffold::build(&scaffold::BuildOptions {
+                target_dir,
+                out_dir,
+                toolchain,
+                ..scaffold::BuildOptions::new(path)
+            })?;
+            eprintln!(
+                "wasmgate: built {} with the {} toolchain in {:.1} s",
+                built.name,
+                built.toolchain,
+                built.elapsed.as_secs_f64()
+            );
+            println!("{}", built.wasm.display());
+            Ok(())
         }
     }
 }
@@ -78,7 +200,7 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     if let (Some(tls), Some(_)) = (&config.tls, config.server.https) {
         wasmgate::tls::server_config(&tls.cert, &tls.key)?;
     }
-    let (_runtime, gateway) = wasmgate::load(&config)?;
+    let gateway = wasmgate::load(&config)?;
     let plugins: usize = gateway
         .routes()
         .iter()
@@ -93,9 +215,9 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(path: PathBuf) -> anyhow::Result<()> {
+async fn run(path: PathBuf, pid_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
-    let running = wasmgate::start(&config).await?;
+    let mut running = wasmgate::start(&path, &config).await?;
     for (scheme, addr) in [
         ("http", running.server.http_addr()),
         ("https", running.server.https_addr()),
@@ -104,9 +226,50 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
             tracing::info!(%addr, scheme, "listening");
         }
     }
+    running.watch().context("watching the plugin directory")?;
+    if let Some(pid_file) = &pid_file {
+        std::fs::write(pid_file, format!("{}\n", std::process::id()))
+            .with_context(|| format!("--pid-file {}", pid_file.display()))?;
+    }
+    // SIGHUP reloads, for file systems whose changes raise no events (NFS and the like).
+    let reloader = running.reloader.clone();
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading");
+            let reloader = reloader.clone();
+            let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+        }
+    });
     shutdown_signal().await;
     tracing::info!("shutting down: draining requests in flight");
-    running.server.shutdown().await;
+    running.shutdown().await;
+    if let Some(pid_file) = pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    Ok(())
+}
+
+/// Asks a running gateway to reload: SIGHUP to the process in `pid_file` (or `pid`).
+fn reload(pid: Option<i32>, pid_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let pid = match (pid, pid_file) {
+        (Some(pid), _) => pid,
+        (None, Some(file)) => std::fs::read_to_string(&file)
+            .with_context(|| format!("--pid-file {}", file.display()))?
+            .trim()
+            .parse()
+            .with_context(|| format!("--pid-file {}: not a process id", file.display()))?,
+        (None, None) => anyhow::bail!("say which gateway: --pid PID or --pid-file FILE"),
+    };
+    let process = rustix::process::Pid::from_raw(pid)
+        .with_context(|| format!("{pid} is not a process id"))?;
+    rustix::process::kill_process(process, rustix::process::Signal::HUP)
+        .with_context(|| format!("cannot signal process {pid}"))?;
+    println!("asked wasmgate (pid {pid}) to reload; its log says how it went");
     Ok(())
 }
 

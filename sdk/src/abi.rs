@@ -120,7 +120,7 @@ pub mod exports {
 }
 
 #[cfg(target_arch = "wasm32")]
-pub(crate) use wasm::log;
+pub(crate) use wasm::{current_time_nanos, log};
 
 #[cfg(target_arch = "wasm32")]
 mod wasm {
@@ -199,6 +199,7 @@ mod wasm {
             return_value_data: *mut *mut u8,
             return_value_size: *mut usize,
         ) -> u32;
+        fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     }
 
     /// Takes ownership of a buffer the host placed in guest memory through
@@ -232,6 +233,19 @@ mod wasm {
         // SAFETY: the pointer and length describe `message`, which outlives the call; the host
         // only reads them.
         let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+    }
+
+    /// The host's wall-clock time in nanoseconds since the Unix epoch, or the host's status when
+    /// it cannot tell.
+    pub(crate) fn current_time_nanos() -> Result<u64, u32> {
+        let mut nanos: u64 = 0;
+        // SAFETY: `nanos` is a live local that the host writes once (8 bytes).
+        let status = unsafe { proxy_get_current_time_nanoseconds(&mut nanos) };
+        if status == STATUS_OK {
+            Ok(nanos)
+        } else {
+            Err(status)
+        }
     }
 
     fn plugin_configuration(size: usize) -> Result<Vec<u8>, u32> {

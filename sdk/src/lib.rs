@@ -87,6 +87,7 @@ mod dispatch;
 mod http;
 pub mod log;
 pub mod testing;
+pub mod time;
 
 pub use config::parse_config;
 pub use decision::{Decision, LocalResponse};

@@ -49,6 +49,28 @@ pub fn take_logs() -> Vec<(Level, String)> {
     }
 }
 
+/// Fixes the time [`crate::time::now`] answers on this thread (each test runs on its own
+/// thread), e.g. to test an expiry check: `set_time(UNIX_EPOCH + Duration::from_secs(1_700_000_000))`.
+/// On wasm it does nothing: the host's clock answers there.
+pub fn set_time(time: std::time::SystemTime) {
+    #[cfg(not(target_arch = "wasm32"))]
+    crate::time::native::set(crate::time::native::Clock::Fixed(time));
+    #[cfg(target_arch = "wasm32")]
+    let _ = time;
+}
+
+/// Makes [`crate::time::now`] answer `None` on this thread, as on a host without a clock.
+pub fn set_no_clock() {
+    #[cfg(not(target_arch = "wasm32"))]
+    crate::time::native::set(crate::time::native::Clock::Unavailable);
+}
+
+/// Gives this thread the system clock back (the default).
+pub fn clear_time() {
+    #[cfg(not(target_arch = "wasm32"))]
+    crate::time::native::set(crate::time::native::Clock::System);
+}
+
 /// An in-memory header map with the host's semantics: names are lowercase, lookups are
 /// case-insensitive, several values of one name read back joined with `,`.
 #[derive(Debug, Clone, Default)]
@@ -358,6 +380,21 @@ mod tests {
             out.header("x-seen").unwrap(),
             r#"POST /x?a=1%202&a=3 q=Some("1 2") p=Some([101, 99, 104, 111])"#
         );
+    }
+
+    #[test]
+    fn the_clock_can_be_fixed_removed_and_restored() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
+        set_time(t);
+        assert_eq!(crate::time::now(), Some(t));
+        assert_eq!(crate::time::unix_seconds(), Some(1_700_000_000));
+        set_no_clock();
+        assert_eq!(crate::time::now(), None);
+        assert_eq!(crate::time::unix_seconds(), None);
+        clear_time();
+        let now = crate::time::unix_seconds().unwrap();
+        assert!(now > 1_700_000_000, "{now}");
     }
 
     #[test]

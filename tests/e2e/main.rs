@@ -4,6 +4,7 @@
 mod compat;
 mod config_errors;
 mod custom;
+mod faults;
 mod hostile;
 mod reload;
 mod seed;
