@@ -360,27 +360,42 @@ async fn the_plugin_guide_step_by_step() {
     let module = std::fs::read(&built.wasm).expect("module");
     assert_eq!(&module[..4], b"\0asm");
 
-    // 4. Drop it into a plugin directory and start a gateway whose route names it. (The
-    //    harness's `plugins.dir` is the shared target/wasm, so the route points at this test's
-    //    own plugin directory with `file`, the guide's other way of naming a module.)
-    let h = Harness::start_with(|dir| {
+    // 4. Drop it into the plugin directory of a running gateway and name it in the route: the
+    //    gateway reloads by itself. (The harness's `plugins.dir` is the shared target/wasm, so
+    //    the route names this test's own plugin directory with `file`, the guide's other way.)
+    let mut h = Harness::start_with(|dir| {
         std::fs::create_dir(dir.join("plugins")).unwrap();
-        std::fs::write(dir.join("plugins/guide-auth.wasm"), &module).unwrap();
-        r#"
-[[routes]]
-name = "models"
-prefix = "/"
-upstream = "{upstream}"
-
+        "[[routes]]\nname = \"models\"\nprefix = \"/\"\nupstream = \"{upstream}\"\n".to_owned()
+    })
+    .await;
+    h.gateway.watch().expect("watch");
+    assert_eq!(
+        predict(&h, Proto::Https1, &[]).await.status,
+        200,
+        "open before the plugin"
+    );
+    std::fs::write(h.dir.path().join("plugins/guide-auth.wasm"), &module).unwrap();
+    let config = h.dir.path().join("wasmgate.toml");
+    let text = std::fs::read_to_string(&config).unwrap()
+        + r#"
 [[routes.plugins]]
 name = "guide-auth"
 file = "plugins/guide-auth.wasm"
 [routes.plugins.config]
 tokens = ["t0ken-for-the-guide"]
-"#
-        .to_owned()
-    })
-    .await;
+"#;
+    std::fs::write(h.dir.path().join("wasmgate.toml.new"), text).unwrap();
+    std::fs::rename(h.dir.path().join("wasmgate.toml.new"), &config).unwrap();
+    let started = std::time::Instant::now();
+    while predict(&h, Proto::Https1, &[]).await.status != 401 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the plugin never took over: {:?}",
+            h.gateway.reloader.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = h.recorder.count();
 
     // 5. It acts on requests: 401 without the token or with a wrong one, 200 with it, and the
     //    token does not reach the model server.
@@ -390,7 +405,11 @@ tokens = ["t0ken-for-the-guide"]
         assert_eq!(r.json()["message"], "Missing or invalid token");
         assert_eq!(r.header("www-authenticate"), Some("Token"));
     }
-    assert_eq!(h.recorder.count(), 0);
+    assert_eq!(
+        h.recorder.count(),
+        before,
+        "refused requests never reach the model"
+    );
     let r = predict(&h, Proto::Https2, &[("x-api-token", "t0ken-for-the-guide")]).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert!(r.json()["result"]["price"][0][0].is_number());
