@@ -111,12 +111,18 @@ impl TestResponse {
 /// Writes a config with both listeners on port 0, the plugin directory `target/wasm` and the
 /// given routes (`{upstream}` and `{dir}` replaced).
 pub fn write_config(dir: &Path, upstream: SocketAddr, extra: &str) -> PathBuf {
+    write_config_with(dir, upstream, "", extra)
+}
+
+/// Like [`write_config`], with more `[server]` keys (TOML lines) after the listeners.
+pub fn write_config_with(dir: &Path, upstream: SocketAddr, server: &str, extra: &str) -> PathBuf {
     let (cert, key) = wasmgate::tls::ensure_self_signed(&dir.join("tls")).expect("certificate");
     let text = format!(
         r#"version = 1
 [server]
 http = "127.0.0.1:0"
 https = "127.0.0.1:0"
+{}
 [tls]
 cert = "{}"
 key = "{}"
@@ -125,6 +131,7 @@ dir = "{}"
 instances = 2
 call_timeout_ms = 100
 {}"#,
+        server,
         cert.display(),
         key.display(),
         wasm_dir().display(),
@@ -147,6 +154,11 @@ impl Harness {
     /// Like [`Harness::start`], with the routes made by `prepare`, which may also put files
     /// (plugins) into the test directory it is given before the gateway loads.
     pub async fn start_with(prepare: impl FnOnce(&Path) -> String) -> Harness {
+        Self::start_full("", prepare).await
+    }
+
+    /// Like [`Harness::start_with`], with more `[server]` keys (TOML lines).
+    pub async fn start_full(server: &str, prepare: impl FnOnce(&Path) -> String) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let routes = prepare(dir.path());
         let mut model = demo_model::bind("127.0.0.1:0".parse().unwrap())
@@ -155,7 +167,7 @@ impl Harness {
         let recorder = model.recorder();
         let upstream_addr = model.local_addr();
         let upstream = model.spawn();
-        let path = write_config(dir.path(), upstream_addr, &routes);
+        let path = write_config_with(dir.path(), upstream_addr, server, &routes);
         let config = wasmgate::Config::load(&path).expect("test config is valid");
         let gateway = wasmgate::start(&path, &config)
             .await

@@ -48,6 +48,12 @@ pub struct ServerConfig {
     pub max_headers: usize,
     /// Most concurrent HTTP/2 streams per connection.
     pub h2_max_concurrent_streams: u32,
+    /// Largest request body accepted (413 beyond it).
+    pub max_body_bytes: u64,
+    /// Longest pause between two pieces of a request body (408 beyond it).
+    pub body_read_timeout_ms: u64,
+    /// Most client connections open at once; beyond it new ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +65,9 @@ impl Default for ServerConfig {
             tls_handshake_timeout_ms: 10_000,
             max_headers: 100,
             h2_max_concurrent_streams: 128,
+            max_body_bytes: 16 * 1024 * 1024,
+            body_read_timeout_ms: 30_000,
+            max_connections: 10_000,
         }
     }
 }
@@ -114,6 +123,10 @@ pub struct RouteConfig {
     /// Time the upstream has to answer with its headers.
     #[serde(default = "default_upstream_timeout_ms")]
     pub timeout_ms: u64,
+    /// Longest pause in the upstream's response body before the response is cut off (the
+    /// client sees a broken body); a stream that keeps flowing is never cut.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
     /// Plugins run in order on the request and in reverse order on the response.
     #[serde(default)]
     pub plugins: Vec<PluginRef>,
@@ -124,6 +137,10 @@ fn default_connect_timeout_ms() -> u64 {
 }
 
 fn default_upstream_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_idle_timeout_ms() -> u64 {
     60_000
 }
 
@@ -335,6 +352,12 @@ impl Config {
                 self.server.tls_handshake_timeout_ms,
             ),
             ("plugins.call_timeout_ms", self.plugins.call_timeout_ms),
+            (
+                "server.body_read_timeout_ms",
+                self.server.body_read_timeout_ms,
+            ),
+            ("server.max_body_bytes", self.server.max_body_bytes),
+            ("server.max_connections", self.server.max_connections as u64),
         ] {
             if value == 0 {
                 bad(key.into(), "must be greater than 0".into());
@@ -384,6 +407,9 @@ impl Config {
             }
             if route.timeout_ms == 0 {
                 bad(at("timeout_ms"), "must be greater than 0".into());
+            }
+            if route.idle_timeout_ms == 0 {
+                bad(at("idle_timeout_ms"), "must be greater than 0".into());
             }
             for (j, plugin) in route.plugins.iter().enumerate() {
                 if !is_plugin_name(&plugin.name) {

@@ -147,7 +147,17 @@ async fn accept_loop(
     let scheme = if tls.is_some() { "https" } else { "http" };
     let builders = Arc::new(Builders::new(&settings));
     let graceful = GracefulShutdown::new();
+    // At the cap the loop stops accepting: new clients wait in the kernel's backlog instead of
+    // each costing a task and buffers here.
+    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
     loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stopped.changed() => break,
+        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -173,6 +183,7 @@ async fn accept_loop(
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req| {
                 // Each request runs on the gateway that is current when it arrives, to its
                 // end, whatever reloads happen meanwhile.

@@ -6,5 +6,6 @@ mod config_errors;
 mod custom;
 mod faults;
 mod hostile;
+mod limits;
 mod reload;
 mod seed;

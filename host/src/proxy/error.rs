@@ -18,6 +18,12 @@ pub enum ProxyError {
     /// The path cannot be made canonical.
     #[error("bad path: {0}")]
     BadPath(#[from] PathError),
+    /// The request body is larger than `server.max_body_bytes`.
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(u64),
+    /// The request body stalled past `server.body_read_timeout_ms`.
+    #[error("the request body stalled for {0} ms")]
+    BodyTimeout(u64),
     /// No route serves the path.
     #[error("no route for the path")]
     NoRoute,
@@ -52,6 +58,8 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Plugin(CallError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Plugin(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::UpstreamUnreachable(_) | ProxyError::UpstreamFailed(_) => {
@@ -64,9 +72,11 @@ impl ProxyError {
     /// Whose fault it is.
     pub fn fault(&self) -> Fault {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::BadPath(_) | ProxyError::NoRoute => {
-                Fault::Client
-            }
+            ProxyError::BadRequest(_)
+            | ProxyError::BadPath(_)
+            | ProxyError::NoRoute
+            | ProxyError::PayloadTooLarge(_)
+            | ProxyError::BodyTimeout(_) => Fault::Client,
             ProxyError::Plugin(_) => Fault::Plugin,
             ProxyError::UpstreamUnreachable(_)
             | ProxyError::UpstreamTimeout(_)
@@ -78,7 +88,10 @@ impl ProxyError {
     /// faults say which kind of failure without revealing the upstream's address or internals.
     fn public_message(&self) -> String {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::BadPath(_) => self.to_string(),
+            ProxyError::BadRequest(_)
+            | ProxyError::BadPath(_)
+            | ProxyError::PayloadTooLarge(_)
+            | ProxyError::BodyTimeout(_) => self.to_string(),
             ProxyError::NoRoute => "no route matches the path".into(),
             ProxyError::Plugin(e) => match e {
                 CallError::Timeout { plugin, .. } => format!("plugin {plugin} timed out"),
@@ -110,7 +123,15 @@ impl ProxyError {
                 tracing::error!(route, status = status.as_u16(), fault = "plugin", error = %self, "plugin failure")
             }
         }
-        json_response(status, &self.public_message())
+        let mut response = json_response(status, &self.public_message());
+        if matches!(self, ProxyError::BadRequest(_)) {
+            // What follows a malformed request on the connection cannot be trusted to be framed
+            // as the client meant: close it after the answer.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

@@ -1,6 +1,7 @@
 //! The request path: canonical path, route match, the route's plugin chain on the request,
 //! the upstream call, the chain on the response, and the answer. ARCHITECTURE.md draws it.
 
+pub mod body;
 pub mod error;
 pub mod path;
 
@@ -20,6 +21,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use body::{Cutoff, Guarded};
 pub use error::{Fault, ProxyError, json_response};
 
 use crate::config::{Config, RouteConfig};
@@ -56,8 +58,9 @@ pub struct Route {
     prefix: String,
     upstream: http::uri::Authority,
     timeout: Duration,
+    idle_timeout: Duration,
     chain: Chain,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Guarded<Incoming>>,
 }
 
 impl Route {
@@ -82,6 +85,8 @@ impl Route {
 pub struct Gateway {
     /// Longest prefix first, so the first match is the most specific.
     routes: Vec<Route>,
+    max_body: u64,
+    body_idle: Duration,
     next_request: AtomicU64,
     request_id_prefix: u32,
 }
@@ -130,6 +135,8 @@ impl Gateway {
         let _ = getrandom::fill(&mut seed);
         Gateway {
             routes,
+            max_body: config.server.max_body_bytes,
+            body_idle: Duration::from_millis(config.server.body_read_timeout_ms),
             next_request: AtomicU64::new(1),
             request_id_prefix: u32::from_le_bytes(seed),
         }
@@ -168,6 +175,17 @@ impl Gateway {
         let path = path::normalize(parts.uri.path())?;
         let route = self.route_for(&path).ok_or(ProxyError::NoRoute)?;
         *route_name = Some(route.name.clone());
+        // A declared length over the limit is refused before anything runs; an undeclared one
+        // is cut off by the guard as it streams.
+        let declared = body.size_hint().exact().or_else(|| {
+            parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+        });
+        if declared.is_some_and(|n| n > self.max_body) {
+            return Err(ProxyError::PayloadTooLarge(self.max_body));
+        }
 
         let authority = parts
             .uri
@@ -233,18 +251,25 @@ impl Gateway {
             return Ok(response);
         }
 
+        let (body, tripwire) = Guarded::new(body, Some(self.max_body), self.body_idle);
         let upstream_req = route.upstream_request(&stream, conn, &id, body)?;
-        let upstream_res =
-            match tokio::time::timeout(route.timeout, route.client.request(upstream_req)).await {
-                Err(_) => {
-                    return Err(ProxyError::UpstreamTimeout(route.timeout.as_millis() as u64));
-                }
-                Ok(Err(e)) if e.is_connect() => {
-                    return Err(ProxyError::UpstreamUnreachable(error_chain(&e)));
-                }
-                Ok(Err(e)) => return Err(ProxyError::UpstreamFailed(error_chain(&e))),
-                Ok(Ok(res)) => res,
-            };
+        let sent = tokio::time::timeout(route.timeout, route.client.request(upstream_req)).await;
+        // A request body cut off by its guard is the client's fault, whatever the client
+        // library made of it.
+        if let Some(cutoff) = tripwire.get() {
+            return Err(match *cutoff {
+                Cutoff::TooLarge(limit) => ProxyError::PayloadTooLarge(limit),
+                Cutoff::Idle(d) => ProxyError::BodyTimeout(d.as_millis() as u64),
+            });
+        }
+        let upstream_res = match sent {
+            Err(_) => return Err(ProxyError::UpstreamTimeout(route.timeout.as_millis() as u64)),
+            Ok(Err(e)) if e.is_connect() => {
+                return Err(ProxyError::UpstreamUnreachable(error_chain(&e)));
+            }
+            Ok(Err(e)) => return Err(ProxyError::UpstreamFailed(error_chain(&e))),
+            Ok(Ok(res)) => res,
+        };
         let (parts, body) = upstream_res.into_parts();
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
@@ -256,6 +281,8 @@ impl Gateway {
             headers,
         });
         run.on_response(&mut stream, end_of_stream)?;
+        // A stream that stalls past the route's idle timeout ends broken for the client.
+        let (body, _) = Guarded::new(body, None, route.idle_timeout);
         let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
         let response = respond(&stream, body);
         run.finish(&mut stream);
@@ -320,6 +347,7 @@ impl Route {
             prefix: config.prefix.clone(),
             upstream,
             timeout: Duration::from_millis(config.timeout_ms),
+            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             chain,
             client,
         }
@@ -332,8 +360,8 @@ impl Route {
         stream: &Stream,
         conn: ConnInfo,
         id: &str,
-        body: Incoming,
-    ) -> Result<Request<Incoming>, ProxyError> {
+        body: Guarded<Incoming>,
+    ) -> Result<Request<Guarded<Incoming>>, ProxyError> {
         let head = &stream.request;
         let uri = Uri::builder()
             .scheme("http")
