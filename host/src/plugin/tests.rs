@@ -233,3 +233,89 @@ fn answering_twice_keeps_the_first_answer() {
     assert_eq!(answer.status, 401);
     assert_eq!(&answer.body[..], b"first");
 }
+
+#[test]
+fn deep_recursion_is_a_stack_overflow_not_a_host_crash() {
+    let rt = runtime();
+    let wat = module("", "(call $down (i32.const 0))").replace(
+        "(func $expect",
+        "(func $down (param i32) (call $down (i32.add (local.get 0) (i32.const 1))))\n  (func $expect",
+    );
+    let plugin = load(&rt, &wat);
+    let err = run(&plugin).1.unwrap_err();
+    assert!(err.to_string().contains("stack overflow"), "{err}");
+    // The instance was replaced: the next request gets a fresh one, which fails the same way
+    // rather than hanging or reusing a broken stack.
+    assert!(run(&plugin).1.is_err());
+}
+
+#[test]
+fn a_trap_in_any_callback_fails_only_that_call() {
+    let rt = runtime();
+    // Traps when creating a request context, in the response phase, and at the end.
+    for callback in [
+        "proxy_on_context_create",
+        "proxy_on_response_headers",
+        "proxy_on_log",
+    ] {
+        let signature = match callback {
+            "proxy_on_context_create" => "(param i32 i32)",
+            "proxy_on_response_headers" => "(param i32 i32 i32) (result i32)",
+            _ => "(param i32)",
+        };
+        let wat = format!(
+            r#"(module
+  (memory (export "memory") 1)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  {context_create}
+  (func (export "{callback}") {signature} unreachable)
+)"#,
+            // The root context (parent 0) must be created for the plugin to start.
+            context_create = if callback == "proxy_on_context_create" {
+                ""
+            } else {
+                r#"(func (export "proxy_on_context_create") (param i32 i32))"#
+            },
+        );
+        if callback == "proxy_on_context_create" {
+            // Trapping on the root context refuses the plugin at load, with the reason.
+            let bytes = wat::parse_str(&wat).unwrap();
+            let compiled = rt.compile_bytes(Path::new("t.wasm"), &bytes).unwrap();
+            let err = rt
+                .configure(&compiled, "t", Vec::new(), FailurePolicy::Closed, &limits())
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("proxy_on_context_create failed"),
+                "{err}"
+            );
+            continue;
+        }
+        let plugin = load(&rt, &wat);
+        let chain = Chain::new(vec![plugin.clone()]);
+        let mut s = stream();
+        let (mut run, outcome) = chain.on_request(&mut s);
+        assert_eq!(outcome.unwrap(), RequestOutcome::Forward, "{callback}");
+        s.response = Some(super::ResponseHead {
+            status: http::StatusCode::OK,
+            headers: http::HeaderMap::new(),
+        });
+        let response = run.on_response(&mut s, true);
+        if callback == "proxy_on_response_headers" {
+            assert!(
+                matches!(response, Err(CallError::Trap { .. })),
+                "{callback}"
+            );
+        } else {
+            response.unwrap();
+            // A trap at the end is logged; the response is already decided.
+            run.finish(&mut s);
+        }
+        // Either way the next request is served by a fresh instance.
+        let mut next = stream();
+        assert_eq!(
+            chain.on_request(&mut next).1.unwrap(),
+            RequestOutcome::Forward
+        );
+    }
+}
