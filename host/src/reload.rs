@@ -381,9 +381,10 @@ impl Reloader {
             state.cache = next;
             return Ok(ReloadOutcome::Unchanged);
         }
+        // Counted before the store: whoever sees the new gateway also sees the count.
+        self.swaps.fetch_add(1, Ordering::Relaxed);
         self.handle
             .store(Arc::new(Gateway::new(&config, loaded.chains)));
-        self.swaps.fetch_add(1, Ordering::Relaxed);
         state.cache = next;
         state.fingerprint = fingerprint;
         Ok(ReloadOutcome::Swapped)

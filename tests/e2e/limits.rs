@@ -89,7 +89,9 @@ async fn a_body_that_stalls_is_408_at_the_body_deadline() {
 
 #[tokio::test]
 async fn headers_that_never_end_are_cut_off_and_others_are_served_meanwhile() {
-    let h = start(OPEN_ROUTE).await;
+    // A longer header deadline than the other tests', so that "served meanwhile" is told apart
+    // from "served after the slow client was dropped" even on a loaded machine.
+    let h = Harness::start_full("header_read_timeout_ms = 2000", |_| OPEN_ROUTE.to_string()).await;
     let slow = async {
         let (answer, waited) =
             exchange(&h, b"GET /uci/prediction HTTP/1.1\r\nhost: local", None).await;
@@ -107,11 +109,11 @@ async fn headers_that_never_end_are_cut_off_and_others_are_served_meanwhile() {
     };
     let (slow_waited, other_took) = tokio::join!(slow, others);
     assert!(
-        slow_waited >= Duration::from_millis(300) && slow_waited < Duration::from_secs(3),
+        slow_waited >= Duration::from_millis(2000) && slow_waited < Duration::from_secs(5),
         "the slow client was closed at the header deadline: {slow_waited:?}"
     );
     assert!(
-        other_took < Duration::from_millis(250),
+        other_took < Duration::from_secs(1),
         "another client waited {other_took:?}"
     );
 }
