@@ -40,6 +40,48 @@ pub struct Request<'a> {
     backend: &'a mut dyn HeaderBackend,
 }
 
+/// The header and property methods [`Request`] and [`Response`] share, over their backend.
+macro_rules! header_methods {
+    () => {
+        /// A header's value (case-insensitive name), decoded as UTF-8 with invalid bytes
+        /// replaced. Several values of one name come joined with `,`. Pseudo-headers (`:path`,
+        /// `:status`...) work too.
+        pub fn header(&self, name: &str) -> Option<String> {
+            self.backend.get(name).map(lossy)
+        }
+
+        /// A header's raw bytes: use this to compare secrets exactly.
+        pub fn header_bytes(&self, name: &str) -> Option<Vec<u8>> {
+            self.backend.get(name)
+        }
+
+        /// Every regular header (pseudo-headers left out), names lowercase, in order.
+        pub fn headers(&self) -> Vec<(String, String)> {
+            regular_headers(&*self.backend)
+        }
+
+        /// Sets a header, replacing every value it had.
+        pub fn set_header(&mut self, name: &str, value: &str) {
+            self.backend.replace(name, value.as_bytes());
+        }
+
+        /// Adds a value to a header, keeping the ones it had.
+        pub fn add_header(&mut self, name: &str, value: &str) {
+            self.backend.add(name, value.as_bytes());
+        }
+
+        /// Removes a header (every value).
+        pub fn remove_header(&mut self, name: &str) {
+            self.backend.remove(name);
+        }
+
+        /// A host property by path, e.g. `&["plugin_name"]`; `None` when the host has none.
+        pub fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.backend.property(path)
+        }
+    };
+}
+
 impl<'a> Request<'a> {
     pub(crate) fn new(backend: &'a mut dyn HeaderBackend) -> Self {
         Request { backend }
@@ -115,41 +157,7 @@ impl<'a> Request<'a> {
         self.header(":authority")
     }
 
-    /// A header's value (case-insensitive name), decoded as UTF-8 with invalid bytes replaced.
-    /// Several values of one name come joined with `,`. Pseudo-headers (`:path`...) work too.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.backend.get(name).map(lossy)
-    }
-
-    /// A header's raw bytes: use this to compare secrets exactly.
-    pub fn header_bytes(&self, name: &str) -> Option<Vec<u8>> {
-        self.backend.get(name)
-    }
-
-    /// Every regular header (pseudo-headers left out), names lowercase, in order.
-    pub fn headers(&self) -> Vec<(String, String)> {
-        regular_headers(&*self.backend)
-    }
-
-    /// Sets a header, replacing every value it had.
-    pub fn set_header(&mut self, name: &str, value: &str) {
-        self.backend.replace(name, value.as_bytes());
-    }
-
-    /// Adds a value to a header, keeping the ones it had.
-    pub fn add_header(&mut self, name: &str, value: &str) {
-        self.backend.add(name, value.as_bytes());
-    }
-
-    /// Removes a header (every value).
-    pub fn remove_header(&mut self, name: &str) {
-        self.backend.remove(name);
-    }
-
-    /// A host property by path, e.g. `&["plugin_name"]`; `None` when the host has none.
-    pub fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.backend.property(path)
-    }
+    header_methods!();
 }
 
 /// The upstream's response on its way to the client: a hook may read and change its headers.
@@ -175,35 +183,7 @@ impl<'a> Response<'a> {
             .replace(":status", status.to_string().as_bytes());
     }
 
-    /// A header's value (case-insensitive name), decoded as UTF-8 with invalid bytes replaced.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.backend.get(name).map(lossy)
-    }
-
-    /// Every regular header (`:status` left out), names lowercase, in order.
-    pub fn headers(&self) -> Vec<(String, String)> {
-        regular_headers(&*self.backend)
-    }
-
-    /// Sets a header, replacing every value it had.
-    pub fn set_header(&mut self, name: &str, value: &str) {
-        self.backend.replace(name, value.as_bytes());
-    }
-
-    /// Adds a value to a header, keeping the ones it had.
-    pub fn add_header(&mut self, name: &str, value: &str) {
-        self.backend.add(name, value.as_bytes());
-    }
-
-    /// Removes a header (every value).
-    pub fn remove_header(&mut self, name: &str) {
-        self.backend.remove(name);
-    }
-
-    /// A host property by path, e.g. `&["plugin_name"]`; `None` when the host has none.
-    pub fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.backend.property(path)
-    }
+    header_methods!();
 }
 
 /// The `(name, value)` pairs of a query string, both percent-decoded.
