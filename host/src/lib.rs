@@ -65,7 +65,7 @@ pub fn load(config: &Config) -> anyhow::Result<Gateway> {
 /// its listeners. Call [`Running::watch`] for hot reload.
 pub async fn start(config_path: &Path, config: &Config) -> anyhow::Result<Running> {
     let runtime = Arc::new(plugin::Runtime::new()?);
-    let reloader = Reloader::start(config_path, config, runtime).context("loading plugins")?;
+    let reloader = Reloader::start(config_path, runtime).context("loading plugins")?;
     let server = Server::start(config, reloader.handle()).await?;
     Ok(Running {
         server,

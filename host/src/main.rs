@@ -216,6 +216,11 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn run(path: PathBuf, pid_file: Option<PathBuf>) -> anyhow::Result<()> {
+    // SIGHUP's default action ends the process: the handler is in place before anything that
+    // could make a supervisor send one (the pid file, the listeners).
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     let config = Config::load(&path)?;
     let mut running = wasmgate::start(&path, &config).await?;
     for (scheme, addr) in [
@@ -227,24 +232,23 @@ async fn run(path: PathBuf, pid_file: Option<PathBuf>) -> anyhow::Result<()> {
         }
     }
     running.watch().context("watching the plugin directory")?;
-    if let Some(pid_file) = &pid_file {
-        std::fs::write(pid_file, format!("{}\n", std::process::id()))
-            .with_context(|| format!("--pid-file {}", pid_file.display()))?;
-    }
     // SIGHUP reloads, for file systems whose changes raise no events (NFS and the like).
     let reloader = running.reloader.clone();
     #[cfg(unix)]
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading");
             let reloader = reloader.clone();
             let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
         }
     });
+    if let Some(pid_file) = &pid_file {
+        // Written whole, then renamed into place, once the gateway can take a SIGHUP.
+        let tmp = pid_file.with_extension("tmp");
+        std::fs::write(&tmp, format!("{}\n", std::process::id()))
+            .and_then(|()| std::fs::rename(&tmp, pid_file))
+            .with_context(|| format!("--pid-file {}", pid_file.display()))?;
+    }
     shutdown_signal().await;
     tracing::info!("shutting down: draining requests in flight");
     running.shutdown().await;
@@ -265,6 +269,8 @@ fn reload(pid: Option<i32>, pid_file: Option<PathBuf>) -> anyhow::Result<()> {
             .with_context(|| format!("--pid-file {}: not a process id", file.display()))?,
         (None, None) => anyhow::bail!("say which gateway: --pid PID or --pid-file FILE"),
     };
+    // kill(2) reads 0 and negative ids as process groups (and -1 as every process).
+    anyhow::ensure!(pid > 0, "{pid} is not a process id");
     let process = rustix::process::Pid::from_raw(pid)
         .with_context(|| format!("{pid} is not a process id"))?;
     rustix::process::kill_process(process, rustix::process::Signal::HUP)

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
@@ -243,6 +243,7 @@ pub struct Reloader {
     state: Mutex<State>,
     status: Mutex<Option<ReloadStatus>>,
     swaps: AtomicU64,
+    attempts: AtomicU64,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -278,15 +279,23 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 impl Reloader {
-    /// Loads `config` (read from `config_path`) and returns the reloader with the handle the
-    /// server serves from. Fails when the initial load fails: a gateway does not start without
-    /// its plugins.
-    pub fn start(
-        config_path: &Path,
-        config: &Config,
-        runtime: Arc<Runtime>,
-    ) -> Result<Arc<Reloader>, ReloadError> {
-        let text = std::fs::read_to_string(config_path).unwrap_or_default();
+    /// Loads the config at `config_path` and returns the reloader with the handle the server
+    /// serves from. Fails when the initial load fails: a gateway does not start without its
+    /// plugins.
+    pub fn start(config_path: &Path, runtime: Arc<Runtime>) -> Result<Arc<Reloader>, ReloadError> {
+        // The text the fingerprint holds must be the text the gateway is built from: the file
+        // is read and parsed here once, not taken from an earlier read that may differ.
+        let text = std::fs::read_to_string(config_path).map_err(|cause| {
+            crate::config::ConfigError::Read {
+                file: config_path.to_path_buf(),
+                cause,
+            }
+        })?;
+        let base = config_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let config = &Config::parse(&text, config_path, base)?;
         let mut cache = Cache::default();
         let loaded = load_chains(config, &runtime, &Cache::default(), &mut cache)
             .map_err(ReloadError::Plugins)?;
@@ -305,6 +314,7 @@ impl Reloader {
             }),
             status: Mutex::new(None),
             swaps: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
         }))
     }
 
@@ -326,10 +336,16 @@ impl Reloader {
         self.swaps.load(Ordering::Relaxed)
     }
 
+    /// How many reloads were attempted, whatever their outcome.
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
     /// Re-reads the config and the modules, builds the new gateway to the side and swaps it in.
     /// On failure nothing changes; the error (also logged) says which file and why.
     pub fn reload(&self) -> Result<ReloadOutcome, ReloadError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.attempts.fetch_add(1, Ordering::Relaxed);
         let result = self.reload_locked(&mut state);
         let error = match &result {
             Ok(ReloadOutcome::Swapped) => {
@@ -365,17 +381,23 @@ impl Reloader {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let config = Config::parse(&text, &self.config_path, base)?;
-        if config.server != state.started.server || config.tls != state.started.tls {
+        // Watched even if loading fails below: a module named before it exists is seen when it
+        // arrives.
+        let (watched, files) = watch_set(&config, &self.config_path);
+        state.watched = watched;
+        state.files = files;
+        if config.server.http != state.started.server.http
+            || config.server.https != state.started.server.https
+            || config.server.max_connections != state.started.server.max_connections
+            || config.tls != state.started.tls
+        {
             tracing::warn!(
-                "[server] and [tls] changes take effect at the next restart; routes and plugins are reloaded now"
+                "listener, connection and TLS changes take effect at the next restart; routes, plugins and request limits are reloaded now"
             );
         }
         let mut next = Cache::default();
         let loaded = load_chains(&config, &self.runtime, &state.cache, &mut next)
             .map_err(ReloadError::Plugins)?;
-        let (watched, files) = watch_set(&config, &self.config_path);
-        state.watched = watched;
-        state.files = files;
         let fingerprint = (text, loaded.digests);
         if fingerprint == state.fingerprint {
             state.cache = next;
@@ -435,21 +457,23 @@ impl Reloader {
         mut watching: HashSet<PathBuf>,
         rx: mpsc::Receiver<notify::Result<notify::Event>>,
     ) {
+        // A catch-up look first: changes made while the gateway was starting raised no event.
+        let _ = self.reload();
         while let Ok(first) = rx.recv() {
             if !self.wants_reload(&first) {
                 continue;
             }
-            // Debounce: wait until the directories have been quiet for DEBOUNCE.
-            let started = Instant::now();
+            // Files being written in place: a reload waits until each is closed, so a file
+            // written in pieces with pauses (a script, rsync --inplace) is never read half-way.
+            let mut writing: HashSet<PathBuf> = HashSet::new();
+            note_writes(&first, &mut writing);
+            // Debounce: then wait until the directories have been quiet for DEBOUNCE.
             loop {
                 match rx.recv_timeout(DEBOUNCE) {
-                    Ok(_) => {}
-                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Ok(event) => note_writes(&event, &mut writing),
+                    Err(mpsc::RecvTimeoutError::Timeout) if writing.is_empty() => break,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                }
-                // A file written without pause for long is read anyway, and refused if broken.
-                if started.elapsed() > Duration::from_secs(2) {
-                    break;
                 }
             }
             let _ = self.reload();
@@ -463,6 +487,26 @@ impl Reloader {
 
     fn wants_reload(&self, event: &notify::Result<notify::Event>) -> bool {
         wants_reload(event, |p| self.is_relevant(p))
+    }
+}
+
+/// Tracks files open for writing: a data change opens an entry, closing the file after writing
+/// (or removing it) closes it.
+fn note_writes(event: &notify::Result<notify::Event>, writing: &mut HashSet<PathBuf>) {
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    let Ok(event) = event else { return };
+    match event.kind {
+        notify::EventKind::Modify(ModifyKind::Data(_)) => {
+            writing.extend(event.paths.iter().cloned());
+        }
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write))
+        | notify::EventKind::Remove(_)
+        | notify::EventKind::Modify(ModifyKind::Name(_)) => {
+            for p in &event.paths {
+                writing.remove(p);
+            }
+        }
+        _ => {}
     }
 }
 

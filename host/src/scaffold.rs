@@ -131,8 +131,10 @@ const TAKEN_TYPE_NAMES: &[&str] = &[
     "Request",
     "Response",
     "Result",
+    "Self",
     "Some",
     "String",
+    "TestRequest",
     "Vec",
 ];
 
@@ -558,7 +560,11 @@ pub fn add_member(manifest: &Path, member: &str) -> anyhow::Result<bool> {
                 manifest.display()
             )
         })?;
-    std::fs::write(manifest, edited)
+    // Written whole to the side and renamed over: a crash mid-write cannot truncate the root
+    // manifest of the workspace.
+    let tmp = manifest.with_extension("toml.wasmgate-tmp");
+    std::fs::write(&tmp, edited)
+        .and_then(|()| std::fs::rename(&tmp, manifest))
         .with_context(|| format!("{}: cannot write", manifest.display()))?;
     Ok(true)
 }

@@ -57,7 +57,21 @@ file = "{dir}/plugins/version.wasm"
 async fn watched(routes_fn: impl FnOnce(&Path) -> String) -> Harness {
     let mut h = Harness::start_with(routes_fn).await;
     h.gateway.watch().expect("watch");
+    // The watcher's first act is a catch-up reload: wait for it, so counts start from here.
+    wait_for_attempts(&h, 1).await;
     h
+}
+
+/// Waits until at least `n` reloads have been attempted.
+async fn wait_for_attempts(h: &Harness, n: u64) {
+    let started = Instant::now();
+    while h.gateway.reloader.attempts() < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no reload attempted"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Replaces `path` the way editors and deploy tools do: write a temporary file, rename it over.
@@ -181,6 +195,7 @@ async fn fifty_swaps_under_load_lose_no_request() {
 #[tokio::test]
 async fn a_file_written_in_place_in_chunks_is_read_once_complete() {
     let h = watched(routes).await;
+    let before = h.gateway.reloader.attempts();
     let bytes = version_module("chunked");
     let (first, rest) = bytes.split_at(bytes.len() / 2);
     {
@@ -188,15 +203,18 @@ async fn a_file_written_in_place_in_chunks_is_read_once_complete() {
         let mut f = std::fs::File::create(plugin_path(h.dir.path())).unwrap();
         f.write_all(first).unwrap();
         f.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(10));
+        // Three debounce windows of silence mid-file: the reload waits for the file to be
+        // closed, not just for quiet.
+        std::thread::sleep(Duration::from_millis(150));
         f.write_all(rest).unwrap();
     }
     wait_for_version(&h, "chunked").await;
     assert_eq!(
-        h.gateway.reloader.swaps(),
-        1,
-        "one reload, not one per write"
+        h.gateway.reloader.attempts(),
+        before + 1,
+        "one reload, after the close"
     );
+    assert_eq!(h.gateway.reloader.swaps(), 1);
     assert!(h.gateway.reloader.status().unwrap().error.is_none());
 }
 
@@ -212,24 +230,21 @@ async fn a_burst_of_changes_is_one_reload() {
     wait_for_version(&h, "burst19").await;
     // The twenty renames take about a millisecond; only a scheduler pause longer than the
     // 50 ms debounce between two of them could split the burst, and then into two reloads.
-    let swaps = h.gateway.reloader.swaps();
-    assert!((1..=2).contains(&swaps), "{swaps} reloads for one burst");
+    let reloads = h.gateway.reloader.attempts() - 1;
+    assert!(
+        (1..=2).contains(&reloads),
+        "{reloads} reloads for one burst of twenty changes"
+    );
 }
 
 #[tokio::test]
 async fn delete_then_create_keeps_the_route_closed_to_nothing() {
     let h = watched(routes).await;
+    let before = h.gateway.reloader.attempts();
     std::fs::remove_file(plugin_path(h.dir.path())).unwrap();
     // The reload after the delete keeps the last good version: the route is never opened
     // without its plugin.
-    let started = Instant::now();
-    while h.gateway.reloader.status().is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the delete was never seen"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_attempts(&h, before + 1).await;
     assert!(h.gateway.reloader.status().unwrap().error.is_none());
     assert_eq!(version_now(&h).await.as_deref(), Some("v0"));
     std::fs::write(plugin_path(h.dir.path()), version_module("recreated")).unwrap();
@@ -426,4 +441,65 @@ async fn an_explicit_reload_picks_up_changes_without_file_events() {
         .await
         .unwrap();
     assert_eq!(again.unwrap(), wasmgate::reload::ReloadOutcome::Unchanged);
+}
+
+#[tokio::test]
+async fn a_config_rewritten_in_place_with_pauses_never_opens_a_route_half_way() {
+    // The seed route behind key-auth. Rewritten in place in two pieces with a pause longer than
+    // the debounce, the first piece is valid TOML whose route has no plugins: it must never
+    // serve.
+    let h = watched(|_| wasmgate_tests::SEED_ROUTE.to_string()).await;
+    let before = h.gateway.reloader.attempts();
+    let config = h.dir.path().join("wasmgate.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let cut = text.find("[[routes.plugins]]").expect("a plugin section");
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicU64::new(0));
+    let probe = {
+        let (stop, opened) = (stop.clone(), opened.clone());
+        let h = &h;
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = h
+                    .predict(
+                        "/serving-uci/uci/prediction",
+                        &[("x-instance-id", "kong_ins")],
+                    )
+                    .await;
+                if r.status != 401 {
+                    opened.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    let write = async {
+        let path = config.clone();
+        let (head, tail) = (text[..cut].to_string(), text[cut..].to_string());
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&path).unwrap();
+            f.write_all(head.as_bytes()).unwrap();
+            f.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            f.write_all(tail.as_bytes()).unwrap();
+        })
+        .await
+        .unwrap();
+        wait_for_attempts(&h, before + 1).await;
+        // A little longer, for a reload that should not happen.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.store(true, Ordering::Relaxed);
+    };
+    tokio::join!(probe, write);
+    assert_eq!(
+        opened.load(Ordering::Relaxed),
+        0,
+        "requests got past the half-written config"
+    );
+    assert_eq!(
+        h.gateway.reloader.attempts(),
+        before + 1,
+        "one reload, once the file was closed"
+    );
 }
