@@ -285,9 +285,13 @@ impl MapMut<'_> {
         let pseudo = pairs.iter().filter(|(k, _)| k.first() == Some(&b':'));
         match self {
             MapMut::Request(r) => {
+                // The old headers are replaced whole, so only the pseudo-header fields are copied.
                 let mut head = RequestHead {
+                    method: r.method.clone(),
+                    path: r.path.clone(),
+                    authority: r.authority.clone(),
+                    scheme: r.scheme,
                     headers: HeaderMap::new(),
-                    ..(**r).clone()
                 };
                 for (k, v) in pseudo {
                     MapMut::Request(&mut head).set_pseudo(k, v)?;
