@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all toolchain wasm build demo test lint fmt clean
+.PHONY: all toolchain wasm build demo test lint fmt clean fuzz-smoke
 
 all: build
 
@@ -32,6 +32,10 @@ test: wasm lint
 
 fmt:
 	$(CARGO) fmt --all
+
+# A bounded fuzz run of both cargo-fuzz targets (docs/fuzzing.md): FUZZ_SECONDS per target.
+fuzz-smoke:
+	scripts/fuzz-smoke.sh
 
 clean:
 	$(CARGO) clean

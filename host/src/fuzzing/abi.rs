@@ -892,7 +892,7 @@ impl Case {
                     // An iovec table for fd_write: (pointer, length) pairs.
                     let mut table = Vec::new();
                     for _ in 0..input.byte() % 4 {
-                        let (p, l) = if input.byte() % 4 == 0 {
+                        let (p, l) = if input.byte().is_multiple_of(4) {
                             (input.pick(HOSTILE), input.pick(HOSTILE))
                         } else {
                             addr(&blobs, input.byte())
