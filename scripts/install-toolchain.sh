@@ -8,6 +8,8 @@ set -euo pipefail
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# The management page's end-to-end test renders it in headless Chromium.
+command -v chromium >/dev/null || need_apt+=(chromium)
 
 have_rustup_wasm=0
 if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then

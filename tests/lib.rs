@@ -114,9 +114,15 @@ pub fn write_config(dir: &Path, upstream: SocketAddr, extra: &str) -> PathBuf {
     write_config_with(dir, upstream, "", extra)
 }
 
-/// Like [`write_config`], with more `[server]` keys (TOML lines) after the listeners.
+/// Like [`write_config`], with more `[server]` keys (TOML lines) after the listeners. The admin
+/// listener is on a free loopback port unless `extra` has its own `[admin]` section.
 pub fn write_config_with(dir: &Path, upstream: SocketAddr, server: &str, extra: &str) -> PathBuf {
     let (cert, key) = wasmgate::tls::ensure_self_signed(&dir.join("tls")).expect("certificate");
+    let admin = if extra.contains("[admin]") {
+        ""
+    } else {
+        "[admin]\nlisten = \"127.0.0.1:0\"\n"
+    };
     let text = format!(
         r#"version = 1
 [server]
@@ -130,11 +136,12 @@ key = "{}"
 dir = "{}"
 instances = 2
 call_timeout_ms = 100
-{}"#,
+{}{}"#,
         server,
         cert.display(),
         key.display(),
         wasm_dir().display(),
+        admin,
         extra
             .replace("{upstream}", &format!("http://{upstream}"))
             .replace("{dir}", &dir.display().to_string())

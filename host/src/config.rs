@@ -30,6 +30,71 @@ pub struct Config {
     /// The routes, matched by longest path prefix on segment boundaries.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// The admin API, metrics and management page.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// One log line per request.
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
+}
+
+/// `[admin]`: the operators' listener (JSON API, Prometheus metrics, management page).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve the admin listener at all.
+    pub enabled: bool,
+    /// Where it listens; loopback unless `allow_remote` is set.
+    pub listen: SocketAddr,
+    /// Bearer token every admin request must carry (`Authorization: Bearer ...`); required off
+    /// loopback.
+    pub token: Option<String>,
+    /// Allow a non-loopback `listen` address (needs `token`).
+    pub allow_remote: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8001)),
+            token: None,
+            allow_remote: false,
+        }
+    }
+}
+
+/// Shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN: usize = 16;
+
+/// `[access_log]`: one line per request, through the log (target `wasmgate::access`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogConfig {
+    /// Write access lines.
+    pub enabled: bool,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig {
+            enabled: true,
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `key=value` text, one line per event.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `[server]`: listeners and connection limits.
@@ -54,6 +119,8 @@ pub struct ServerConfig {
     pub body_read_timeout_ms: u64,
     /// Most client connections open at once; beyond it new ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Threads serving requests; 0 means one per CPU.
+    pub workers: usize,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +135,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             body_read_timeout_ms: 30_000,
             max_connections: 10_000,
+            workers: 0,
         }
     }
 }
@@ -363,6 +431,41 @@ impl Config {
                 bad(key.into(), "must be greater than 0".into());
             }
         }
+        if self.server.workers > 1024 {
+            bad(
+                "server.workers".into(),
+                format!("{} is out of range (0 to 1024)", self.server.workers),
+            );
+        }
+        if self.admin.enabled {
+            if let Some(token) = &self.admin.token
+                && (token.len() < MIN_ADMIN_TOKEN || !token.bytes().all(|b| b.is_ascii_graphic()))
+            {
+                bad(
+                    "admin.token".into(),
+                    format!(
+                        "must be at least {MIN_ADMIN_TOKEN} visible ASCII characters (no spaces)"
+                    ),
+                );
+            }
+            if !self.admin.listen.ip().is_loopback() {
+                if !self.admin.allow_remote {
+                    bad(
+                        "admin.listen".into(),
+                        format!(
+                            "{} is not a loopback address: the admin API can reload and reveal the gateway; set `allow_remote = true` and a `token` to expose it",
+                            self.admin.listen
+                        ),
+                    );
+                } else if self.admin.token.is_none() {
+                    bad(
+                        "admin.token".into(),
+                        "required when the admin API listens off loopback (`allow_remote = true`)"
+                            .into(),
+                    );
+                }
+            }
+        }
         if self.server.max_headers == 0 {
             bad("server.max_headers".into(), "must be greater than 0".into());
         }
@@ -543,6 +646,46 @@ config = { consumers = [{ username = "demo", keys = ["k"] }] }
 
     fn error_text(text: &str) -> String {
         parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn admin_defaults_to_loopback_and_refuses_remote_without_a_token() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.admin.listen, "127.0.0.1:8001".parse().unwrap());
+        assert!(c.admin.enabled && c.access_log.enabled);
+        assert_eq!(c.access_log.format, LogFormat::Text);
+
+        let remote = format!("{GOOD}[admin]\nlisten = \"0.0.0.0:8001\"\n");
+        let text = error_text(&remote);
+        assert!(
+            text.starts_with("gw.toml: admin.listen: 0.0.0.0:8001 is not a loopback address"),
+            "{text}"
+        );
+        let no_token = format!("{remote}allow_remote = true\n");
+        assert_eq!(
+            error_text(&no_token),
+            "gw.toml: admin.token: required when the admin API listens off loopback (`allow_remote = true`)"
+        );
+        let short = format!("{no_token}token = \"short\"\n");
+        assert_eq!(
+            error_text(&short),
+            "gw.toml: admin.token: must be at least 16 visible ASCII characters (no spaces)"
+        );
+        let ok = format!("{no_token}token = \"0123456789abcdef0123\"\n");
+        assert!(parse(&ok).is_ok());
+        let off = format!("{remote}enabled = false\n");
+        assert!(
+            parse(&off).is_ok(),
+            "a disabled admin listener is not checked"
+        );
+        let json = format!("{GOOD}[access_log]\nformat = \"json\"\n");
+        assert_eq!(parse(&json).unwrap().access_log.format, LogFormat::Json);
+        let bad_format = format!("{GOOD}[access_log]\nformat = \"xml\"\n");
+        assert!(
+            error_text(&bad_format).contains("access_log.format: unknown variant `xml`"),
+            "{}",
+            error_text(&bad_format)
+        );
     }
 
     #[test]

@@ -18,8 +18,7 @@ pub const DEMO_KEY: &str = "hP6v25BQVS5CcS1nqKpxdrFkUxze9JWD";
 pub const DEMO_BODY: &str = r#"{"feed":[{"x":[0.0137,-0.1136,0.2553,-0.0692,0.0582,-0.0727,-0.1583,-0.0584,0.6283,0.4919,0.1856,0.0795,-0.0332]}],"fetch":["price"]}"#;
 
 /// Runs the demo until Ctrl-C.
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
-    let config = Config::load(config_path)?;
+pub async fn run(config_path: &Path, config: Config) -> anyhow::Result<()> {
     if let Some(tls) = &config.tls
         && !(tls.cert.exists() && tls.key.exists())
     {
@@ -63,6 +62,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         );
         println!(
             "Without the apikey header it gets 401; without X-INSTANCE-ID, 403. Ctrl-C stops the demo.\n"
+        );
+    }
+    if let Some(addr) = running.admin_addr() {
+        println!(
+            "Management page: http://{addr}/   (admin API: /status /routes /plugins /metrics, POST /reload)\n"
         );
     }
     // The demo reloads too: edit examples/demo/wasmgate.toml or rebuild a plugin and watch.

@@ -6,8 +6,13 @@
 //! upstream, [`server`] accepts connections and [`tls`] terminates HTTPS. ARCHITECTURE.md draws
 //! the request's path.
 
+pub mod admin;
 pub mod config;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod logging;
+pub mod metrics;
 pub mod plugin;
 pub mod proxy;
 pub mod reload;
@@ -32,6 +37,9 @@ pub struct Running {
     pub server: Server,
     /// Reloads the config and plugins; holds the gateway being served.
     pub reloader: Arc<Reloader>,
+    /// What the gateway counts.
+    pub metrics: Arc<metrics::Metrics>,
+    admin: Option<admin::Admin>,
     watch: Option<reload::WatchGuard>,
 }
 
@@ -39,6 +47,11 @@ impl Running {
     /// The gateway serving now.
     pub fn gateway(&self) -> Arc<Gateway> {
         self.reloader.handle().load_full()
+    }
+
+    /// The admin listener's address, when it is enabled.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(admin::Admin::addr)
     }
 
     /// Starts watching the plugin directory and the config for changes (hot reload).
@@ -51,6 +64,9 @@ impl Running {
     pub async fn shutdown(self) {
         drop(self.watch);
         self.server.shutdown().await;
+        if let Some(admin) = self.admin {
+            admin.shutdown().await;
+        }
     }
 }
 
@@ -65,11 +81,20 @@ pub fn load(config: &Config) -> anyhow::Result<Gateway> {
 /// its listeners. Call [`Running::watch`] for hot reload.
 pub async fn start(config_path: &Path, config: &Config) -> anyhow::Result<Running> {
     let runtime = Arc::new(plugin::Runtime::new()?);
-    let reloader = Reloader::start(config_path, runtime).context("loading plugins")?;
-    let server = Server::start(config, reloader.handle()).await?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let reloader =
+        Reloader::start(config_path, runtime, metrics.clone()).context("loading plugins")?;
+    let server = Server::start(config, reloader.handle(), &metrics).await?;
+    let admin = if config.admin.enabled {
+        Some(admin::Admin::start(&config.admin, reloader.clone(), metrics.clone()).await?)
+    } else {
+        None
+    };
     Ok(Running {
         server,
         reloader,
+        metrics,
+        admin,
         watch: None,
     })
 }

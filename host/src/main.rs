@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use wasmgate::Config;
 
@@ -92,23 +91,25 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("WASMGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config } => {
+            wasmgate::logging::init(None);
+            check(&config)
+        }
         Command::Run { config, pid_file } => {
-            runtime().and_then(|rt| rt.block_on(run(config, pid_file)))
+            serve(&config).and_then(|(rt, loaded)| rt.block_on(run(config, loaded, pid_file)))
         }
-        Command::Reload { pid, pid_file } => reload(pid, pid_file),
-        Command::Demo { config } => {
-            runtime().and_then(|rt| rt.block_on(wasmgate::demo::run(&config)))
+        Command::Reload { pid, pid_file } => {
+            wasmgate::logging::init(None);
+            reload(pid, pid_file)
         }
-        Command::Plugin { command } => plugin(command),
+        Command::Demo { config } => serve(&config)
+            .and_then(|(rt, loaded)| rt.block_on(wasmgate::demo::run(&config, loaded))),
+        Command::Plugin { command } => {
+            wasmgate::logging::init(None);
+            plugin(command)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -188,11 +189,26 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// For `run` and `demo`: reads the config (its access log and worker count are set at start),
+/// installs the log and builds the async runtime.
+fn serve(path: &std::path::Path) -> anyhow::Result<(tokio::runtime::Runtime, Config)> {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            wasmgate::logging::init(None);
+            return Err(e.into());
+        }
+    };
+    wasmgate::logging::init(Some(&config.access_log));
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.server.workers > 0 {
+        builder.worker_threads(config.server.workers);
+    }
+    let runtime = builder
         .enable_all()
         .build()
-        .context("starting the async runtime")
+        .context("starting the async runtime")?;
+    Ok((runtime, config))
 }
 
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
@@ -215,17 +231,17 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(path: PathBuf, pid_file: Option<PathBuf>) -> anyhow::Result<()> {
+async fn run(path: PathBuf, config: Config, pid_file: Option<PathBuf>) -> anyhow::Result<()> {
     // SIGHUP's default action ends the process: the handler is in place before anything that
     // could make a supervisor send one (the pid file, the listeners).
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
-    let config = Config::load(&path)?;
     let mut running = wasmgate::start(&path, &config).await?;
     for (scheme, addr) in [
         ("http", running.server.http_addr()),
         ("https", running.server.https_addr()),
+        ("admin", running.admin_addr()),
     ] {
         if let Some(addr) = addr {
             tracing::info!(%addr, scheme, "listening");

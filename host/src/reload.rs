@@ -20,6 +20,7 @@ use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, FailurePolicy};
+use crate::metrics::Metrics;
 use crate::plugin::{Chain, CompiledModule, Limits, LoadError, Plugin, Runtime};
 use crate::proxy::Gateway;
 
@@ -39,6 +40,10 @@ pub struct PluginLoadError {
     pub index: usize,
     /// The plugin's name.
     pub name: String,
+    /// The route's name.
+    pub route_name: String,
+    /// The module file.
+    pub file: PathBuf,
     /// Why it could not be loaded.
     #[source]
     pub error: LoadError,
@@ -113,13 +118,15 @@ fn load_chains(
     for (r, route) in config.routes.iter().enumerate() {
         let mut plugins = Vec::with_capacity(route.plugins.len());
         for (p, plugin) in route.plugins.iter().enumerate() {
+            let path = plugin.module_path(&config.plugins);
             let place = |error| PluginLoadError {
                 route: r,
                 index: p,
                 name: plugin.name.clone(),
+                route_name: route.name.clone(),
+                file: path.clone(),
                 error,
             };
-            let path = plugin.module_path(&config.plugins);
             if failed_paths.contains(&path) {
                 continue; // Reported at its first use.
             }
@@ -131,7 +138,7 @@ fn load_chains(
                         m
                     }
                     Err(e) => {
-                        failed_paths.insert(path);
+                        failed_paths.insert(path.clone());
                         errors.push(place(e));
                         continue;
                     }
@@ -209,7 +216,11 @@ pub fn load(config: &Config, runtime: &Runtime) -> Result<Gateway, ReloadError> 
     let mut next = Cache::default();
     let loaded =
         load_chains(config, runtime, &Cache::default(), &mut next).map_err(ReloadError::Plugins)?;
-    Ok(Gateway::new(config, loaded.chains))
+    Ok(Gateway::new(
+        config,
+        loaded.chains,
+        &Arc::new(Metrics::new()),
+    ))
 }
 
 /// The state a reload works from, changed only under the reloader's lock.
@@ -233,12 +244,29 @@ pub struct ReloadStatus {
     pub at: SystemTime,
     /// `None` when it succeeded (or found nothing to change); else what was wrong, by file.
     pub error: Option<String>,
+    /// The plugins that could not be loaded, when that is why it failed.
+    pub failed_plugins: Vec<FailedPlugin>,
+}
+
+/// A plugin a reload could not load: the running gateway keeps its last good version (if it
+/// had one).
+#[derive(Debug, Clone)]
+pub struct FailedPlugin {
+    /// The route's name.
+    pub route: String,
+    /// The plugin's name.
+    pub plugin: String,
+    /// The module file.
+    pub file: PathBuf,
+    /// The error, with its place in the config.
+    pub error: String,
 }
 
 /// Owns reloads: one at a time, from the config file on disk.
 pub struct Reloader {
     config_path: PathBuf,
     runtime: Arc<Runtime>,
+    metrics: Arc<Metrics>,
     handle: GatewayHandle,
     state: Mutex<State>,
     status: Mutex<Option<ReloadStatus>>,
@@ -282,7 +310,11 @@ impl Reloader {
     /// Loads the config at `config_path` and returns the reloader with the handle the server
     /// serves from. Fails when the initial load fails: a gateway does not start without its
     /// plugins.
-    pub fn start(config_path: &Path, runtime: Arc<Runtime>) -> Result<Arc<Reloader>, ReloadError> {
+    pub fn start(
+        config_path: &Path,
+        runtime: Arc<Runtime>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Reloader>, ReloadError> {
         // The text the fingerprint holds must be the text the gateway is built from: the file
         // is read and parsed here once, not taken from an earlier read that may differ.
         let text = std::fs::read_to_string(config_path).map_err(|cause| {
@@ -299,11 +331,16 @@ impl Reloader {
         let mut cache = Cache::default();
         let loaded = load_chains(config, &runtime, &Cache::default(), &mut cache)
             .map_err(ReloadError::Plugins)?;
-        let handle = Arc::new(ArcSwap::from_pointee(Gateway::new(config, loaded.chains)));
+        let handle = Arc::new(ArcSwap::from_pointee(Gateway::new(
+            config,
+            loaded.chains,
+            &metrics,
+        )));
         let (watched, files) = watch_set(config, config_path);
         Ok(Arc::new(Reloader {
             config_path: config_path.to_path_buf(),
             runtime,
+            metrics,
             handle,
             state: Mutex::new(State {
                 cache,
@@ -350,20 +387,36 @@ impl Reloader {
         let error = match &result {
             Ok(ReloadOutcome::Swapped) => {
                 tracing::info!(config = %self.config_path.display(), "reloaded: the new configuration and plugins are serving");
+                self.metrics.reload("swapped");
                 None
             }
             Ok(ReloadOutcome::Unchanged) => {
                 tracing::debug!("reload found nothing changed");
+                self.metrics.reload("unchanged");
                 None
             }
             Err(e) => {
                 tracing::error!(config = %self.config_path.display(), error = %e, "reload refused; the running version keeps serving");
+                self.metrics.reload("failed");
                 Some(e.to_string())
             }
+        };
+        let failed_plugins = match &result {
+            Err(ReloadError::Plugins(errors)) => errors
+                .iter()
+                .map(|e| FailedPlugin {
+                    route: e.route_name.clone(),
+                    plugin: e.name.clone(),
+                    file: e.file.clone(),
+                    error: e.to_string(),
+                })
+                .collect(),
+            _ => Vec::new(),
         };
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some(ReloadStatus {
             at: SystemTime::now(),
             error,
+            failed_plugins,
         });
         result
     }
@@ -389,10 +442,13 @@ impl Reloader {
         if config.server.http != state.started.server.http
             || config.server.https != state.started.server.https
             || config.server.max_connections != state.started.server.max_connections
+            || config.server.workers != state.started.server.workers
             || config.tls != state.started.tls
+            || config.admin != state.started.admin
+            || config.access_log.format != state.started.access_log.format
         {
             tracing::warn!(
-                "listener, connection and TLS changes take effect at the next restart; routes, plugins and request limits are reloaded now"
+                "listener, connection, worker, TLS, admin and log format changes take effect at the next restart; routes, plugins, request limits and access_log.enabled are reloaded now"
             );
         }
         let mut next = Cache::default();
@@ -406,7 +462,7 @@ impl Reloader {
         // Counted before the store: whoever sees the new gateway also sees the count.
         self.swaps.fetch_add(1, Ordering::Relaxed);
         self.handle
-            .store(Arc::new(Gateway::new(&config, loaded.chains)));
+            .store(Arc::new(Gateway::new(&config, loaded.chains, &self.metrics)));
         state.cache = next;
         state.fingerprint = fingerprint;
         Ok(ReloadOutcome::Swapped)

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ServerConfig};
+use crate::metrics::{ConnectionMetrics, Metrics};
 use crate::proxy::ConnInfo;
 use crate::reload::GatewayHandle;
 
@@ -35,8 +36,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the configured listeners and starts serving the gateway `gateway` holds on them.
-    pub async fn start(config: &Config, gateway: GatewayHandle) -> anyhow::Result<Server> {
+    /// Binds the configured listeners and starts serving the gateway `gateway` holds on them,
+    /// counting connections in `metrics`.
+    pub async fn start(
+        config: &Config,
+        gateway: GatewayHandle,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Server> {
         use anyhow::Context;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -53,6 +59,7 @@ impl Server {
                 None,
                 gateway.clone(),
                 settings.clone(),
+                metrics.listener("http"),
                 stopped.clone(),
             ));
         }
@@ -67,6 +74,7 @@ impl Server {
                 Some(TlsAcceptor::from(tls_config)),
                 gateway.clone(),
                 settings.clone(),
+                metrics.listener("https"),
                 stopped.clone(),
             ));
         }
@@ -138,6 +146,7 @@ async fn accept_loop(
     tls: Option<TlsAcceptor>,
     gateway: GatewayHandle,
     settings: Arc<ServerConfig>,
+    connections: ConnectionMetrics,
     mut stopped: watch::Receiver<bool>,
 ) {
     let local = match listener.local_addr() {
@@ -182,8 +191,10 @@ async fn accept_loop(
         let first_byte_timeout = Duration::from_millis(settings.header_read_timeout_ms);
         let tls = tls.clone();
         let watcher = graceful.watcher();
+        let open = connections.opened();
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = open;
             let service = service_fn(move |req| {
                 // Each request runs on the gateway that is current when it arrives, to its
                 // end, whatever reloads happen meanwhile.

@@ -3,16 +3,20 @@
 //! the plugins after it are never called for that request.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::instance::{Action, ContextHandle};
 use super::stream::Stream;
 use super::{CallError, Plugin};
 use crate::config::FailurePolicy;
+use crate::metrics::PluginMetrics;
 
 /// The plugins of one route, in order.
 #[derive(Debug, Clone, Default)]
 pub struct Chain {
     plugins: Vec<Arc<Plugin>>,
+    /// `metrics[i]` times and counts the failures of `plugins[i]`; empty when unobserved.
+    metrics: Arc<[PluginMetrics]>,
 }
 
 /// How the request phase ended.
@@ -28,13 +32,54 @@ pub enum RequestOutcome {
 /// [`ChainRun::finish`] still deletes every context, so no guest state leaks.
 #[derive(Debug)]
 pub struct ChainRun {
-    contexts: Vec<(Arc<Plugin>, Option<ContextHandle>)>,
+    /// Each plugin that was called, with its index in the chain and its live context.
+    contexts: Vec<(Arc<Plugin>, usize, Option<ContextHandle>)>,
+    metrics: Arc<[PluginMetrics]>,
+}
+
+/// Times consecutive plugin calls with one clock read between two calls, and counts failures.
+struct Clock<'a> {
+    metrics: &'a [PluginMetrics],
+    last: Option<Instant>,
+}
+
+impl<'a> Clock<'a> {
+    fn start(metrics: &'a [PluginMetrics]) -> Clock<'a> {
+        let last = (!metrics.is_empty()).then(Instant::now);
+        Clock { metrics, last }
+    }
+
+    /// Records the call into plugin `index` that just returned `result`.
+    fn lap<T>(&mut self, index: usize, result: &Result<T, CallError>) {
+        let (Some(last), Some(m)) = (self.last, self.metrics.get(index)) else {
+            return;
+        };
+        let now = Instant::now();
+        m.call(now - last);
+        if let Err(e) = result {
+            m.failed(e);
+        }
+        self.last = Some(now);
+    }
 }
 
 impl Chain {
     /// A chain of `plugins`, run in this order on requests.
     pub fn new(plugins: Vec<Arc<Plugin>>) -> Chain {
-        Chain { plugins }
+        Chain {
+            plugins,
+            metrics: Arc::new([]),
+        }
+    }
+
+    /// The chain with each call timed, and each failure counted, in `metrics` (one per plugin,
+    /// in chain order).
+    pub fn observed(self, metrics: Vec<PluginMetrics>) -> Chain {
+        debug_assert_eq!(metrics.len(), self.plugins.len());
+        Chain {
+            plugins: self.plugins,
+            metrics: metrics.into(),
+        }
     }
 
     /// The plugins, in order.
@@ -47,15 +92,18 @@ impl Chain {
     pub fn on_request(&self, stream: &mut Stream) -> (ChainRun, Result<RequestOutcome, CallError>) {
         let mut run = ChainRun {
             contexts: Vec::with_capacity(self.plugins.len()),
+            metrics: self.metrics.clone(),
         };
-        for plugin in &self.plugins {
+        let mut clock = Clock::start(&self.metrics);
+        for (index, plugin) in self.plugins.iter().enumerate() {
             let outcome = plugin.create_context().and_then(|ctx| {
                 let result = plugin.on_request_headers(&ctx, stream);
                 // A failed call lost the context with its instance; keep only live ones.
                 run.contexts
-                    .push((plugin.clone(), result.is_ok().then_some(ctx)));
+                    .push((plugin.clone(), index, result.is_ok().then_some(ctx)));
                 result
             });
+            clock.lap(index, &outcome);
             match outcome {
                 Ok(_) if stream.local_response.is_some() => {
                     return (run, Ok(RequestOutcome::Answered));
@@ -106,10 +154,13 @@ impl ChainRun {
         stream: &mut Stream,
         end_of_stream: bool,
     ) -> Result<(), CallError> {
-        for (plugin, ctx) in self.contexts.iter_mut().rev() {
+        let mut clock = Clock::start(&self.metrics);
+        for (plugin, index, ctx) in self.contexts.iter_mut().rev() {
             let Some(handle) = ctx else { continue };
             let had_answer = stream.local_response.is_some();
-            match plugin.on_response_headers(handle, stream, end_of_stream) {
+            let outcome = plugin.on_response_headers(handle, stream, end_of_stream);
+            clock.lap(*index, &outcome);
+            match outcome {
                 Ok(_) if !had_answer && stream.local_response.is_some() => return Ok(()),
                 Ok(Action::Continue) => {}
                 Ok(Action::Pause) => tolerate(plugin, paused(plugin))?,
@@ -125,7 +176,7 @@ impl ChainRun {
     /// Ends every context: `on_done`, `on_log`, `on_delete`, in chain order, with the final
     /// request and response visible.
     pub fn finish(mut self, stream: &mut Stream) {
-        for (plugin, ctx) in &mut self.contexts {
+        for (plugin, _, ctx) in &mut self.contexts {
             if let Some(handle) = ctx.take() {
                 plugin.finish(&handle, stream);
             }
@@ -135,7 +186,7 @@ impl ChainRun {
 
 impl Drop for ChainRun {
     fn drop(&mut self) {
-        for (plugin, ctx) in &mut self.contexts {
+        for (plugin, _, ctx) in &mut self.contexts {
             if let Some(handle) = ctx.take() {
                 plugin.delete(&handle);
             }

@@ -144,6 +144,11 @@ impl Plugin {
         self.failure
     }
 
+    /// The module it runs.
+    pub fn module(&self) -> &CompiledModule {
+        &self.module
+    }
+
     /// Starts one instance: instantiate, run the module's initialiser, create the root context,
     /// `on_vm_start`, `on_configure`. The error says what failed, with what the plugin logged.
     fn instantiate(&self) -> Result<Live, String> {

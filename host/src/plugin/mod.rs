@@ -14,8 +14,9 @@ mod stream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use sha2::{Digest, Sha256};
 use wasmtime::{Config as EngineConfig, Engine, Linker, Module, OptLevel};
 
 pub use chain::{Chain, ChainRun, RequestOutcome};
@@ -123,7 +124,26 @@ impl CallError {
 #[derive(Clone)]
 pub struct CompiledModule {
     path: Arc<Path>,
+    sha256: [u8; 32],
+    compiled_at: SystemTime,
     pre: wasmtime::InstancePre<HostState>,
+}
+
+impl CompiledModule {
+    /// The file it was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// SHA-256 of the module's bytes.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sha256
+    }
+
+    /// When it was compiled (a reload that finds the file unchanged keeps this one).
+    pub fn compiled_at(&self) -> SystemTime {
+        self.compiled_at
+    }
 }
 
 impl std::fmt::Debug for CompiledModule {
@@ -209,6 +229,8 @@ impl Runtime {
             })?;
         Ok(CompiledModule {
             path: path.into(),
+            sha256: Sha256::digest(bytes).into(),
+            compiled_at: SystemTime::now(),
             pre,
         })
     }

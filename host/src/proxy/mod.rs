@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -25,6 +25,8 @@ use body::{Cutoff, Guarded};
 pub use error::{Fault, ProxyError, json_response};
 
 use crate::config::{Config, RouteConfig};
+use crate::logging::ACCESS_TARGET;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::plugin::{Chain, RequestHead, RequestInfo, RequestOutcome, ResponseHead, Stream};
 
 /// Errors a response body can end with.
@@ -56,11 +58,14 @@ pub struct ConnInfo {
 pub struct Route {
     name: Arc<str>,
     prefix: String,
+    /// The upstream as configured (`http://host:port`).
+    upstream_uri: String,
     upstream: http::uri::Authority,
     timeout: Duration,
     idle_timeout: Duration,
     chain: Chain,
     client: Client<HttpConnector, Guarded<Incoming>>,
+    metrics: RouteMetrics,
 }
 
 impl Route {
@@ -78,6 +83,11 @@ impl Route {
     pub fn chain(&self) -> &Chain {
         &self.chain
     }
+
+    /// The upstream as configured (`http://host:port`).
+    pub fn upstream(&self) -> &str {
+        &self.upstream_uri
+    }
 }
 
 /// The routes and their plugins: everything a request needs, built from one config.
@@ -89,7 +99,23 @@ pub struct Gateway {
     body_idle: Duration,
     next_request: AtomicU64,
     request_id_prefix: u32,
+    metrics: Arc<Metrics>,
+    access_log: bool,
 }
+
+/// What the access log and the metrics learn about a request as it goes.
+#[derive(Debug, Default)]
+struct Trace<'g> {
+    route: Option<&'g Route>,
+    path: Option<String>,
+    upstream: Option<Duration>,
+    /// The plugin that answered the request (or replaced the upstream's response).
+    answered_by: Option<Arc<str>>,
+    consumer: Option<HeaderValue>,
+}
+
+/// Who the authenticating plugin said the consumer is (key-auth and jwt-auth set it upstream).
+const CONSUMER_HEADER: &str = "x-consumer-username";
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1); never forwarded.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -120,13 +146,13 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 impl Gateway {
     /// The gateway for `config`, with `chains[i]` the plugin chain of `config.routes[i]`
-    /// (built by [`crate::reload`], which owns loading plugins).
-    pub fn new(config: &Config, chains: Vec<Chain>) -> Gateway {
+    /// (built by [`crate::reload`], which owns loading plugins), counting into `metrics`.
+    pub fn new(config: &Config, chains: Vec<Chain>, metrics: &Arc<Metrics>) -> Gateway {
         let mut routes: Vec<Route> = config
             .routes
             .iter()
             .zip(chains)
-            .map(|(route, chain)| Route::new(route, chain))
+            .map(|(route, chain)| Route::new(route, chain, metrics))
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let mut seed = [0u8; 4];
@@ -139,7 +165,14 @@ impl Gateway {
             body_idle: Duration::from_millis(config.server.body_read_timeout_ms),
             next_request: AtomicU64::new(1),
             request_id_prefix: u32::from_le_bytes(seed),
+            metrics: metrics.clone(),
+            access_log: config.access_log.enabled,
         }
+    }
+
+    /// What the gateway counts.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The routes, most specific first.
@@ -155,26 +188,61 @@ impl Gateway {
 
     /// Serves one request. Never fails: every failure is turned into a response here.
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<ResponseBody> {
-        let mut route_name = None;
-        match self.proxy(req, conn, &mut route_name).await {
-            Ok(response) => response,
-            Err(e) => e.into_response(route_name.as_deref()),
+        let start = Instant::now();
+        let method = req.method().clone();
+        let version = req.version();
+        let mut trace = Trace::default();
+        let (response, error) = match self.proxy(req, conn, &mut trace).await {
+            Ok(response) => (response, None),
+            Err(e) => {
+                let message = e.to_string();
+                let route = trace.route.map(|r| &*r.name);
+                (e.into_response(route), Some(message))
+            }
+        };
+        let elapsed = start.elapsed();
+        let status = response.status().as_u16();
+        match trace.route {
+            Some(route) => route.metrics.answered(status, elapsed),
+            None => self.metrics.unrouted(status),
         }
+        if self.access_log {
+            // The path is the canonical one, without its query (which may carry a key); no
+            // header value is logged but the consumer's name.
+            tracing::info!(
+                target: ACCESS_TARGET,
+                client = %conn.peer.ip(),
+                method = %method,
+                path = trace.path.as_deref().unwrap_or("-"),
+                protocol = ?version,
+                route = trace.route.map_or("-", |r| &*r.name),
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                upstream_ms = trace.upstream.map(|d| d.as_secs_f64() * 1000.0),
+                consumer = trace.consumer.as_ref().and_then(|v| v.to_str().ok()),
+                plugin = trace.answered_by.as_deref(),
+                error,
+            );
+        }
+        response
     }
 
-    async fn proxy(
-        &self,
+    async fn proxy<'g>(
+        &'g self,
         req: Request<Incoming>,
         conn: ConnInfo,
-        route_name: &mut Option<Arc<str>>,
+        trace: &mut Trace<'g>,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let (parts, body) = req.into_parts();
         if parts.method == http::Method::CONNECT {
             return Err(ProxyError::BadRequest("CONNECT is not supported"));
         }
         let path = path::normalize(parts.uri.path())?;
+        if self.access_log {
+            trace.path = Some(path.clone());
+        }
         let route = self.route_for(&path).ok_or(ProxyError::NoRoute)?;
-        *route_name = Some(route.name.clone());
+        trace.route = Some(route);
         // A declared length over the limit is refused before anything runs; an undeclared one
         // is cut off by the guard as it streams.
         let declared = body.size_hint().exact().or_else(|| {
@@ -236,16 +304,21 @@ impl Gateway {
         };
 
         let (mut run, outcome) = route.chain.on_request(&mut stream);
+        trace.consumer = stream.request.headers.get(CONSUMER_HEADER).cloned();
         if outcome? == RequestOutcome::Answered {
             // The answering plugin and those before it see the answer as the response, and may
             // change its head or replace it, as they may an upstream's.
             let local = stream.local_response.take().expect("answered");
             tracing::debug!(plugin = %local.plugin, status = local.status.as_u16(), details = %local.details, "plugin answered the request");
+            trace.answered_by = Some(local.plugin.clone());
             stream.response = Some(ResponseHead {
                 status: local.status,
                 headers: local.headers,
             });
             run.on_response(&mut stream, true)?;
+            if let Some(local) = &stream.local_response {
+                trace.answered_by = Some(local.plugin.clone());
+            }
             let response = respond(&stream, full_body(local.body));
             run.finish(&mut stream);
             return Ok(response);
@@ -253,7 +326,11 @@ impl Gateway {
 
         let (body, tripwire) = Guarded::new(body, Some(self.max_body), self.body_idle);
         let upstream_req = route.upstream_request(&stream, conn, &id, body)?;
+        let sent_at = Instant::now();
         let sent = tokio::time::timeout(route.timeout, route.client.request(upstream_req)).await;
+        let upstream_time = sent_at.elapsed();
+        trace.upstream = Some(upstream_time);
+        route.metrics.upstream(upstream_time);
         // A request body cut off by its guard is the client's fault, whatever the client
         // library made of it.
         if let Some(cutoff) = tripwire.get() {
@@ -281,6 +358,9 @@ impl Gateway {
             headers,
         });
         run.on_response(&mut stream, end_of_stream)?;
+        if let Some(local) = &stream.local_response {
+            trace.answered_by = Some(local.plugin.clone());
+        }
         // A stream that stalls past the route's idle timeout ends broken for the client.
         let (body, _) = Guarded::new(body, None, route.idle_timeout);
         let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
@@ -330,7 +410,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Route {
-    fn new(config: &RouteConfig, chain: Chain) -> Route {
+    fn new(config: &RouteConfig, chain: Chain, metrics: &Arc<Metrics>) -> Route {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
         connector.set_nodelay(true);
@@ -342,13 +422,21 @@ impl Route {
             .authority()
             .cloned()
             .expect("validated upstream has an authority");
+        let name: Arc<str> = config.name.as_str().into();
+        let observed = chain
+            .plugins()
+            .iter()
+            .map(|p| metrics.plugin(&name, p.name()))
+            .collect();
         Route {
-            name: config.name.as_str().into(),
+            metrics: metrics.route(&name),
+            name,
             prefix: config.prefix.clone(),
+            upstream_uri: config.upstream.clone(),
             upstream,
             timeout: Duration::from_millis(config.timeout_ms),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
-            chain,
+            chain: chain.observed(observed),
             client,
         }
     }
