@@ -195,9 +195,18 @@ pub struct RouteConfig {
     /// client sees a broken body); a stream that keeps flowing is never cut.
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
+    /// Keep the upstream's identity behind the gateway: drop its `Server` and `Via` headers, and
+    /// map a `Location` / `Content-Location` on its own address or internal path onto the
+    /// public path. `false` passes them unchanged.
+    #[serde(default = "default_true")]
+    pub hide_upstream_identity: bool,
     /// Plugins run in order on the request and in reverse order on the response.
     #[serde(default)]
     pub plugins: Vec<PluginRef>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_connect_timeout_ms() -> u64 {

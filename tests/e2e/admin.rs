@@ -1,17 +1,15 @@
 //! Operating the gateway: the admin API, Prometheus metrics, the access log and the management
 //! page (in a real headless Chromium), against a running gateway with the seed's plugins.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use sha2::{Digest, Sha256};
-use wasmgate::config::LogFormat;
 use wasmgate_tests::{
     DEMO_KEY, Harness, Proto, SEED_ROUTE, TestResponse, client_tls, send_request,
 };
@@ -391,56 +389,10 @@ async fn a_token_guards_the_api_but_not_the_page() {
     assert_eq!(admin_get(&h, "/app.js").await.status, StatusCode::OK);
 }
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buffer {
-    /// The lines that mention `needle`.
-    fn lines_with(&self, needle: &str) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-/// The access log of every gateway in this test process, in both formats (one process-wide
-/// subscriber; tests find their own lines by route name).
-fn access_logs() -> &'static (Buffer, Buffer) {
-    static LOGS: OnceLock<(Buffer, Buffer)> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        use tracing_subscriber::layer::SubscriberExt;
-        let json = Buffer::default();
-        let text = Buffer::default();
-        let (j, t) = (json.clone(), text.clone());
-        let subscriber = tracing_subscriber::registry()
-            .with(wasmgate::logging::access_layer(
-                LogFormat::Json,
-                move || j.clone(),
-            ))
-            .with(wasmgate::logging::access_layer(
-                LogFormat::Text,
-                move || t.clone(),
-            ));
-        tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
-        (json, text)
-    })
-}
-
 #[tokio::test]
 async fn the_access_log_has_one_line_per_request_and_never_the_key() {
-    let (json, text) = access_logs();
+    let logs = crate::logs::captured();
+    let (json, text) = (&logs.access_json, &logs.access_text);
     let route = SEED_ROUTE.replace("name = \"serving-uci\"", "name = \"access-logged\"");
     let h = Harness::start(&route).await;
     let ok = h

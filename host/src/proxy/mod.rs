@@ -63,6 +63,7 @@ pub struct Route {
     upstream: http::uri::Authority,
     timeout: Duration,
     idle_timeout: Duration,
+    hide_identity: bool,
     chain: Chain,
     client: Client<HttpConnector, Guarded<Incoming>>,
     metrics: RouteMetrics,
@@ -238,9 +239,8 @@ impl Gateway {
             return Err(ProxyError::BadRequest("CONNECT is not supported"));
         }
         let path = path::normalize(parts.uri.path())?;
-        if self.access_log {
-            trace.path = Some(path.clone());
-        }
+        // Kept for the access log and for mapping the upstream's `Location` back.
+        trace.path = Some(path.clone());
         let route = self.route_for(&path).ok_or(ProxyError::NoRoute)?;
         trace.route = Some(route);
         // A declared length over the limit is refused before anything runs; an undeclared one
@@ -305,68 +305,93 @@ impl Gateway {
 
         let (mut run, outcome) = route.chain.on_request(&mut stream);
         trace.consumer = stream.request.headers.get(CONSUMER_HEADER).cloned();
-        if outcome? == RequestOutcome::Answered {
-            // The answering plugin and those before it see the answer as the response, and may
-            // change its head or replace it, as they may an upstream's.
-            let local = stream.local_response.take().expect("answered");
-            tracing::debug!(plugin = %local.plugin, status = local.status.as_u16(), details = %local.details, "plugin answered the request");
-            trace.answered_by = Some(local.plugin.clone());
+        // Everything after the request phase runs in one block, so that however it ends, every
+        // plugin context still open sees the end of the request (on_done, on_log): a failure
+        // shows as its error status.
+        let result = async {
+            if outcome? == RequestOutcome::Answered {
+                // The answering plugin and those before it see the answer as the response, and may
+                // change its head or replace it, as they may an upstream's.
+                let local = stream.local_response.take().expect("answered");
+                tracing::debug!(plugin = %local.plugin, status = local.status.as_u16(), details = %local.details, "plugin answered the request");
+                trace.answered_by = Some(local.plugin.clone());
+                stream.response = Some(ResponseHead {
+                    status: local.status,
+                    headers: local.headers,
+                });
+                run.on_response(&mut stream, true)?;
+                if let Some(local) = &stream.local_response {
+                    trace.answered_by = Some(local.plugin.clone());
+                }
+                return Ok(respond(&stream, full_body(local.body)));
+            }
+
+            let (body, tripwire) = Guarded::new(body, Some(self.max_body), self.body_idle);
+            let upstream_req = route.upstream_request(&stream, conn, &id, body)?;
+            let sent_at = Instant::now();
+            let sent = tokio::time::timeout(route.timeout, route.client.request(upstream_req)).await;
+            let upstream_time = sent_at.elapsed();
+            trace.upstream = Some(upstream_time);
+            route.metrics.upstream(upstream_time);
+            // A request body cut off by its guard is the client's fault, whatever the client
+            // library made of it.
+            if let Some(cutoff) = tripwire.get() {
+                return Err(match *cutoff {
+                    Cutoff::TooLarge(limit) => ProxyError::PayloadTooLarge(limit),
+                    Cutoff::Idle(d) => ProxyError::BodyTimeout(d.as_millis() as u64),
+                });
+            }
+            let upstream_res = match sent {
+                Err(_) => return Err(ProxyError::UpstreamTimeout(route.timeout.as_millis() as u64)),
+                Ok(Err(e)) if e.is_connect() => {
+                    return Err(ProxyError::UpstreamUnreachable(error_chain(&e)));
+                }
+                Ok(Err(e)) => return Err(ProxyError::UpstreamFailed(error_chain(&e))),
+                Ok(Ok(res)) => res,
+            };
+            let (parts, body) = upstream_res.into_parts();
+            let mut headers = parts.headers;
+            strip_hop_by_hop(&mut headers);
+            if route.hide_identity {
+                // The upstream's identity and internal layout stay behind the gateway.
+                headers.remove(header::SERVER);
+                headers.remove(header::VIA);
+                let public = trace.path.as_deref().unwrap_or("/");
+                let internal = stream.request.path.split('?').next().unwrap_or("/");
+                for name in [header::LOCATION, header::CONTENT_LOCATION] {
+                    let mapped = headers.get(&name).and_then(|v| {
+                        let location = v.to_str().ok()?;
+                        public_location(location, &route.upstream, public, internal)
+                    });
+                    if let Some(v) = mapped.and_then(|m| HeaderValue::from_str(&m).ok()) {
+                        headers.insert(name, v);
+                    }
+                }
+            }
+            let end_of_stream = body.is_end_stream();
             stream.response = Some(ResponseHead {
-                status: local.status,
-                headers: local.headers,
+                status: parts.status,
+                headers,
             });
-            run.on_response(&mut stream, true)?;
+            run.on_response(&mut stream, end_of_stream)?;
             if let Some(local) = &stream.local_response {
                 trace.answered_by = Some(local.plugin.clone());
             }
-            let response = respond(&stream, full_body(local.body));
-            run.finish(&mut stream);
-            return Ok(response);
+            // A stream that stalls past the route's idle timeout ends broken for the client.
+            let (body, _) = Guarded::new(body, None, route.idle_timeout);
+            let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+            Ok(respond(&stream, body))
         }
-
-        let (body, tripwire) = Guarded::new(body, Some(self.max_body), self.body_idle);
-        let upstream_req = route.upstream_request(&stream, conn, &id, body)?;
-        let sent_at = Instant::now();
-        let sent = tokio::time::timeout(route.timeout, route.client.request(upstream_req)).await;
-        let upstream_time = sent_at.elapsed();
-        trace.upstream = Some(upstream_time);
-        route.metrics.upstream(upstream_time);
-        // A request body cut off by its guard is the client's fault, whatever the client
-        // library made of it.
-        if let Some(cutoff) = tripwire.get() {
-            return Err(match *cutoff {
-                Cutoff::TooLarge(limit) => ProxyError::PayloadTooLarge(limit),
-                Cutoff::Idle(d) => ProxyError::BodyTimeout(d.as_millis() as u64),
+        .await;
+        if let Err(e) = &result {
+            stream.local_response = None;
+            stream.response = Some(ResponseHead {
+                status: e.status(),
+                headers: HeaderMap::new(),
             });
         }
-        let upstream_res = match sent {
-            Err(_) => return Err(ProxyError::UpstreamTimeout(route.timeout.as_millis() as u64)),
-            Ok(Err(e)) if e.is_connect() => {
-                return Err(ProxyError::UpstreamUnreachable(error_chain(&e)));
-            }
-            Ok(Err(e)) => return Err(ProxyError::UpstreamFailed(error_chain(&e))),
-            Ok(Ok(res)) => res,
-        };
-        let (parts, body) = upstream_res.into_parts();
-        let mut headers = parts.headers;
-        strip_hop_by_hop(&mut headers);
-        // The upstream's identity stays behind the gateway.
-        headers.remove(header::SERVER);
-        let end_of_stream = body.is_end_stream();
-        stream.response = Some(ResponseHead {
-            status: parts.status,
-            headers,
-        });
-        run.on_response(&mut stream, end_of_stream)?;
-        if let Some(local) = &stream.local_response {
-            trace.answered_by = Some(local.plugin.clone());
-        }
-        // A stream that stalls past the route's idle timeout ends broken for the client.
-        let (body, _) = Guarded::new(body, None, route.idle_timeout);
-        let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
-        let response = respond(&stream, body);
         run.finish(&mut stream);
-        Ok(response)
+        result
     }
 }
 
@@ -396,6 +421,102 @@ fn respond(stream: &Stream, body: ResponseBody) -> Response<ResponseBody> {
     // Plugins may have added connection-level headers back.
     strip_hop_by_hop(response.headers_mut());
     response
+}
+
+/// The RFC 7239 `Forwarded` element for this hop: `for` the peer, `proto`, and `host` when the
+/// client named one.
+fn forwarded(conn: ConnInfo, authority: &str) -> String {
+    let ip = conn.peer.ip();
+    let mut value = if ip.is_ipv6() {
+        format!("for=\"[{ip}]\";proto={}", conn.scheme)
+    } else {
+        format!("for={ip};proto={}", conn.scheme)
+    };
+    // An authority holds no `"` or `\\` (HeaderValue and URI parsing checked it), so quoting is
+    // enough.
+    if !authority.is_empty() && !authority.contains(['"', '\\']) {
+        value.push_str(&format!(";host=\"{authority}\""));
+    }
+    value
+}
+
+/// Maps a `Location` the upstream sent onto the public side, or `None` to leave it as is.
+///
+/// A URL on the upstream's own address loses its scheme and authority (the client cannot reach
+/// that address, and must not learn it). Its path, or a path-only `Location`, is mapped from the
+/// upstream's layout onto the public one the way this request was: `public` and `internal` are
+/// the request's public and upstream paths, whose common trailing segments tell the two
+/// prefixes apart (`/serving-uci/uci/prediction` and `/uci/prediction` give `/serving-uci` and
+/// ``), so `/uci/other` becomes `/serving-uci/uci/other`. Other locations (other hosts, relative
+/// references) are left alone.
+fn public_location(
+    location: &str,
+    upstream: &http::uri::Authority,
+    public: &str,
+    internal: &str,
+) -> Option<String> {
+    let path = if location.starts_with('/') && !location.starts_with("//") {
+        location
+    } else {
+        let uri: Uri = location.parse().ok()?;
+        let scheme = uri.scheme_str()?;
+        let authority = uri.authority()?;
+        let default_port = match scheme {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        let port = |a: &http::uri::Authority| a.port_u16().unwrap_or(default_port);
+        if !authority.host().eq_ignore_ascii_case(upstream.host())
+            || port(authority) != upstream.port_u16().unwrap_or(80)
+        {
+            return None;
+        }
+        let start = location.find(authority.as_str())? + authority.as_str().len();
+        match &location[start..] {
+            "" => "/",
+            rest if rest.starts_with('/') => rest,
+            rest => return Some(format!("/{rest}")),
+        }
+    };
+    let (public_prefix, internal_prefix) = prefixes(public, internal);
+    let (location_path, rest) = match path.find(['?', '#']) {
+        Some(i) => path.split_at(i),
+        None => (path, ""),
+    };
+    let mapped = match location_path.strip_prefix(internal_prefix) {
+        Some(tail) if tail.is_empty() || tail.starts_with('/') || internal_prefix.is_empty() => {
+            let tail = if tail.is_empty() && public_prefix.is_empty() {
+                "/"
+            } else {
+                tail
+            };
+            format!("{public_prefix}{tail}{rest}")
+        }
+        _ => path.to_string(),
+    };
+    (mapped != location).then_some(mapped)
+}
+
+/// The prefixes of `public` and `internal` before their longest common run of trailing whole
+/// segments; empty strings when nothing was rewritten.
+fn prefixes<'a>(public: &'a str, internal: &'a str) -> (&'a str, &'a str) {
+    let (mut p, mut i) = (public.len(), internal.len());
+    loop {
+        let ps = public[..p].rfind('/');
+        let is = internal[..i].rfind('/');
+        match (ps, is) {
+            (Some(ps), Some(is)) if public[ps..p] == internal[is..i] && p > 0 && i > 0 => {
+                p = ps;
+                i = is;
+            }
+            _ => {
+                // A root on either side is the empty prefix (`/serving-uci` ↔ `/`).
+                let root = |s: &'a str| if s == "/" { "" } else { s };
+                return (root(&public[..p]), root(&internal[..i]));
+            }
+        }
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -436,6 +557,7 @@ impl Route {
             upstream,
             timeout: Duration::from_millis(config.timeout_ms),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            hide_identity: config.hide_upstream_identity,
             chain: chain.observed(observed),
             client,
         }
@@ -464,9 +586,15 @@ impl Route {
         if let Some(host) = value(self.upstream.as_str()) {
             headers.insert(header::HOST, host);
         }
-        // Set from the real peer, replacing whatever the client claimed.
-        if let Some(v) = value(&conn.peer.ip().to_string()) {
+        // Set from the real peer, replacing whatever the client claimed in any of the three
+        // conventions.
+        let client = conn.peer.ip().to_string();
+        if let Some(v) = value(&client) {
+            headers.insert(HeaderName::from_static("x-real-ip"), v.clone());
             headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+        }
+        if let Some(v) = value(&forwarded(conn, &head.authority)) {
+            headers.insert(header::FORWARDED, v);
         }
         headers.insert(
             HeaderName::from_static("x-forwarded-proto"),
@@ -488,5 +616,81 @@ impl Route {
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
         Ok(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(location: &str, public: &str, internal: &str) -> Option<String> {
+        let upstream: http::uri::Authority = "127.0.0.1:9393".parse().unwrap();
+        public_location(location, &upstream, public, internal)
+    }
+
+    #[test]
+    fn prefixes_are_what_precedes_the_common_trailing_segments() {
+        assert_eq!(
+            prefixes("/serving-uci/uci/prediction", "/uci/prediction"),
+            ("/serving-uci", "")
+        );
+        assert_eq!(prefixes("/a/b", "/a/b"), ("", ""));
+        assert_eq!(prefixes("/serving-uci", "/"), ("/serving-uci", ""));
+        assert_eq!(prefixes("/", "/v1"), ("", "/v1"));
+        assert_eq!(prefixes("/p/x/y", "/q/r/x/y"), ("/p", "/q/r"));
+        assert_eq!(prefixes("/a/b", "/c/d"), ("/a/b", "/c/d"));
+    }
+
+    #[test]
+    fn the_upstreams_locations_are_mapped_onto_the_public_path() {
+        let (public, internal) = ("/serving-uci/uci/prediction", "/uci/prediction");
+        // The upstream's own address never reaches the client.
+        assert_eq!(
+            map("http://127.0.0.1:9393/uci/other?x=1", public, internal).as_deref(),
+            Some("/serving-uci/uci/other?x=1")
+        );
+        assert_eq!(
+            map("HTTP://127.0.0.1:9393", public, internal).as_deref(),
+            Some("/serving-uci/")
+        );
+        assert_eq!(
+            map("/uci/other#frag", public, internal).as_deref(),
+            Some("/serving-uci/uci/other#frag")
+        );
+        // Elsewhere: left alone.
+        assert_eq!(map("https://auth.example/login", public, internal), None);
+        assert_eq!(map("http://127.0.0.1:9394/uci", public, internal), None);
+        assert_eq!(map("other", public, internal), None);
+        assert_eq!(map("//cdn.example/x", public, internal), None);
+        // A request that was not rewritten keeps its paths; only the address goes.
+        assert_eq!(map("/a/c", "/a/b", "/a/b"), None);
+        assert_eq!(
+            map("http://127.0.0.1:9393/a/c", "/a/b", "/a/b").as_deref(),
+            Some("/a/c")
+        );
+        // Rewritten to a different internal prefix: mapped back under it only.
+        assert_eq!(map("/q/r/z", "/p/x/y", "/q/r/x/y").as_deref(), Some("/p/z"));
+        assert_eq!(map("/q/s", "/p/x/y", "/q/r/x/y"), None);
+        assert_eq!(
+            map("/login", "/serving-uci", "/").as_deref(),
+            Some("/serving-uci/login")
+        );
+    }
+
+    #[test]
+    fn forwarded_names_the_peer_the_scheme_and_the_host() {
+        let conn = |peer: &str| ConnInfo {
+            peer: peer.parse().unwrap(),
+            local: "127.0.0.1:8443".parse().unwrap(),
+            scheme: "https",
+        };
+        assert_eq!(
+            forwarded(conn("10.0.0.7:5000"), "api.example:8443"),
+            "for=10.0.0.7;proto=https;host=\"api.example:8443\""
+        );
+        assert_eq!(
+            forwarded(conn("[::1]:5000"), ""),
+            "for=\"[::1]\";proto=https"
+        );
     }
 }
