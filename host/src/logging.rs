@@ -1,6 +1,8 @@
 //! The process's log: events to stderr (filtered by `WASMGATE_LOG`, default `info`), and the
 //! access log, one line per request (target [`ACCESS_TARGET`]), to stdout as text or JSON.
 
+use std::io::IsTerminal;
+
 use tracing::Subscriber;
 use tracing_subscriber::filter::{EnvFilter, Targets, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
@@ -17,7 +19,9 @@ pub const ACCESS_TARGET: &str = "wasmgate::access";
 /// Installs the process's subscriber: the event log on stderr and, when `access` says so, the
 /// access log on stdout in its format. Call once, before anything logs.
 pub fn init(access: Option<&AccessLogConfig>) {
+    // Colours only for a terminal: a log file or journal gets plain text.
     let events = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_filter(
             EnvFilter::try_from_env("WASMGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
