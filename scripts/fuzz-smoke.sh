@@ -27,15 +27,19 @@ started=$(date +%s)
 timeout --kill-after=30 3600 cargo fuzz build -s "$sanitizer"
 echo "fuzz-smoke: built in $(( $(date +%s) - started )) s" >&2
 
+# The built binaries are run directly: `cargo fuzz run` would build again with other profile
+# settings (line-tables-only debug info), which is a second full ASan build of wasmtime.
+bin="fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release"
 for target in "${targets[@]}"; do
     # New inputs go to a scratch corpus; the committed seeds in fuzz/corpus stay as they are.
     work="fuzz/work/$target"
-    mkdir -p "$work"
+    mkdir -p "$work" "fuzz/artifacts/$target"
     echo "fuzz-smoke: $target for ${seconds} s" >&2
     # libFuzzer stops itself after max_total_time; the outer timeout is for a hang it cannot
-    # stop (a stuck build lock, a wedged process). -timeout fails any single input over 30 s.
-    timeout --kill-after=30 $(( seconds + 300 )) \
-        cargo fuzz run -s "$sanitizer" "$target" "$work" "fuzz/corpus/$target" -- \
+    # stop. -timeout fails any single input that runs over 30 s.
+    timeout --kill-after=30 $(( seconds + 120 )) \
+        "$bin/$target" "$work" "fuzz/corpus/$target" \
+        -artifact_prefix="fuzz/artifacts/$target/" \
         -max_total_time="$seconds" -timeout=30 -rss_limit_mb=4096 -print_final_stats=1
 done
 echo "fuzz-smoke: done in $(( $(date +%s) - started )) s" >&2
