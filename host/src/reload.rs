@@ -272,7 +272,21 @@ pub struct Reloader {
     status: Mutex<Option<ReloadStatus>>,
     swaps: AtomicU64,
     attempts: AtomicU64,
+    /// Tells the watcher thread, when there is one, that a reload it did not run may have
+    /// changed what must be watched.
+    resync: Mutex<Option<mpsc::Sender<Watched>>>,
 }
+
+/// What the watcher thread waits for.
+enum Watched {
+    /// A file-system event (or a watcher error).
+    Fs(notify::Result<notify::Event>),
+    /// A reload ran elsewhere (SIGHUP, the admin API): re-sync the watched directories.
+    Resync,
+}
+
+/// How often directories that could not be watched (not there yet, replaced) are retried.
+const REWATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Reloader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -352,6 +366,7 @@ impl Reloader {
             status: Mutex::new(None),
             swaps: AtomicU64::new(0),
             attempts: AtomicU64::new(0),
+            resync: Mutex::new(None),
         }))
     }
 
@@ -381,6 +396,21 @@ impl Reloader {
     /// Re-reads the config and the modules, builds the new gateway to the side and swaps it in.
     /// On failure nothing changes; the error (also logged) says which file and why.
     pub fn reload(&self) -> Result<ReloadOutcome, ReloadError> {
+        let result = self.reload_now();
+        // The new config may name directories the watcher does not follow yet.
+        if let Some(tx) = self
+            .resync
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let _ = tx.send(Watched::Resync);
+        }
+        result
+    }
+
+    /// A reload, without telling the watcher (which calls this itself).
+    fn reload_now(&self) -> Result<ReloadOutcome, ReloadError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         self.attempts.fetch_add(1, Ordering::Relaxed);
         let result = self.reload_locked(&mut state);
@@ -475,6 +505,8 @@ impl Reloader {
             .and_then(|n| n.to_str())
             .unwrap_or_default();
         state.files.contains(path)
+            // A watched directory itself removed, renamed or replaced.
+            || state.watched.contains(path)
             || name.ends_with(".wasm")
             // Kubernetes ConfigMap mounts swap a `..data` symlink (and `..TIMESTAMP` dirs).
             || name.starts_with("..")
@@ -483,19 +515,24 @@ impl Reloader {
     /// Starts watching the plugin directory and the config's directory on a background thread.
     /// Watching stops when the returned guard is dropped.
     pub fn watch(self: &Arc<Self>) -> anyhow::Result<WatchGuard> {
-        let (tx, rx) = mpsc::channel::<notify::Result<notify::Event>>();
+        let (tx, rx) = mpsc::channel::<Watched>();
+        let events = tx.clone();
         let mut watcher = notify::recommended_watcher(move |event| {
-            let _ = tx.send(event);
+            let _ = events.send(Watched::Fs(event));
         })?;
-        let mut watching = HashSet::new();
-        sync_watches(&mut watcher, &mut watching, &self.watched_dirs());
+        let mut watching = Watching::default();
+        watching.sync(&mut watcher, &self.watched_dirs());
+        *self.resync.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
         let watcher = Arc::new(Mutex::new(Some(watcher)));
         let reloader = self.clone();
         let shared = watcher.clone();
         std::thread::Builder::new()
             .name("wasmgate-reload".into())
             .spawn(move || reloader.watch_loop(&shared, watching, rx))?;
-        Ok(WatchGuard { watcher })
+        Ok(WatchGuard {
+            watcher,
+            reloader: self.clone(),
+        })
     }
 
     fn watched_dirs(&self) -> HashSet<PathBuf> {
@@ -506,16 +543,37 @@ impl Reloader {
             .clone()
     }
 
-    /// Runs until the guard drops the watcher, which closes the channel.
+    /// Runs until the guard drops the watcher and the reloader's sender, which closes the
+    /// channel.
     fn watch_loop(
         self: Arc<Self>,
         watcher: &Mutex<Option<notify::RecommendedWatcher>>,
-        mut watching: HashSet<PathBuf>,
-        rx: mpsc::Receiver<notify::Result<notify::Event>>,
+        mut watching: Watching,
+        rx: mpsc::Receiver<Watched>,
     ) {
         // A catch-up look first: changes made while the gateway was starting raised no event.
-        let _ = self.reload();
-        while let Ok(first) = rx.recv() {
+        let _ = self.reload_now();
+        if !self.resync_watches(watcher, &mut watching) {
+            return;
+        }
+        loop {
+            // Directories that could not be watched are retried now and then: one that is
+            // replaced (`mv plugins.new plugins`) may be missing for a moment.
+            let wait = if watching.pending.is_empty() {
+                Duration::from_secs(3600)
+            } else {
+                REWATCH_INTERVAL
+            };
+            let first = match rx.recv_timeout(wait) {
+                Ok(Watched::Fs(event)) => event,
+                Ok(Watched::Resync) | Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if !self.resync_watches(watcher, &mut watching) {
+                        return;
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
             if !self.wants_reload(&first) {
                 continue;
             }
@@ -526,18 +584,40 @@ impl Reloader {
             // Debounce: then wait until the directories have been quiet for DEBOUNCE.
             loop {
                 match rx.recv_timeout(DEBOUNCE) {
-                    Ok(event) => note_writes(&event, &mut writing),
+                    Ok(Watched::Fs(event)) => note_writes(&event, &mut writing),
+                    Ok(Watched::Resync) => {}
                     Err(mpsc::RecvTimeoutError::Timeout) if writing.is_empty() => break,
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
             }
-            let _ = self.reload();
-            let mut guard = watcher.lock().unwrap_or_else(|e| e.into_inner());
-            match guard.as_mut() {
-                Some(w) => sync_watches(w, &mut watching, &self.watched_dirs()),
-                None => return,
+            let _ = self.reload_now();
+            if !self.resync_watches(watcher, &mut watching) {
+                return;
             }
+        }
+    }
+
+    /// Brings the watches in line with the running config. A directory watched anew may have
+    /// changed before its watch was armed, with no event to say so: each time one is added, the
+    /// disk is looked at again. False when watching has stopped.
+    fn resync_watches(
+        &self,
+        watcher: &Mutex<Option<notify::RecommendedWatcher>>,
+        watching: &mut Watching,
+    ) -> bool {
+        loop {
+            let added = {
+                let mut guard = watcher.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(w) = guard.as_mut() else {
+                    return false;
+                };
+                watching.sync(w, &self.watched_dirs())
+            };
+            if !added {
+                return true;
+            }
+            let _ = self.reload_now();
         }
     }
 
@@ -585,31 +665,62 @@ fn wants_reload(
     }
 }
 
-/// Adds watches for directories that should be watched and drops those that should not.
-fn sync_watches(
-    watcher: &mut notify::RecommendedWatcher,
-    watching: &mut HashSet<PathBuf>,
-    wanted: &HashSet<PathBuf>,
-) {
-    for gone in watching.difference(wanted).cloned().collect::<Vec<_>>() {
-        let _ = watcher.unwatch(&gone);
-        watching.remove(&gone);
-    }
-    for dir in wanted.difference(watching).cloned().collect::<Vec<_>>() {
-        match watcher.watch(&dir, RecursiveMode::NonRecursive) {
-            Ok(()) => {
-                watching.insert(dir);
-            }
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch this directory; changes in it need `wasmgate reload` or SIGHUP")
+/// The directories being watched, each with the identity of the directory the watch is on.
+#[derive(Default)]
+struct Watching {
+    dirs: HashMap<PathBuf, Option<(u64, u64)>>,
+    /// Wanted but not watched: missing, or the watch failed.
+    pending: HashSet<PathBuf>,
+}
+
+/// A directory's device and inode: a directory replaced under the same path has another.
+fn identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
+impl Watching {
+    /// Adds watches for directories that should be watched (again, when the directory at the
+    /// path was replaced), and drops those that should not. True when a watch was added.
+    fn sync(&mut self, watcher: &mut notify::RecommendedWatcher, wanted: &HashSet<PathBuf>) -> bool {
+        let watched: Vec<PathBuf> = self.dirs.keys().cloned().collect();
+        for dir in watched {
+            let replaced = wanted.contains(&dir) && self.dirs.get(&dir) != Some(&identity(&dir));
+            if !wanted.contains(&dir) || replaced {
+                let _ = watcher.unwatch(&dir);
+                self.dirs.remove(&dir);
             }
         }
+        self.pending.retain(|d| wanted.contains(d));
+        let mut added = false;
+        for dir in wanted {
+            if self.dirs.contains_key(dir) {
+                continue;
+            }
+            let id = identity(dir);
+            match watcher.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    if self.pending.remove(dir) {
+                        tracing::info!(dir = %dir.display(), "watching again");
+                    }
+                    self.dirs.insert(dir.clone(), id);
+                    added = true;
+                }
+                Err(e) => {
+                    if self.pending.insert(dir.clone()) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch this directory; retrying every second (meanwhile changes in it need `wasmgate reload` or SIGHUP)");
+                    }
+                }
+            }
+        }
+        added
     }
 }
 
 /// Keeps the directories watched; dropping it stops the watcher and its thread.
 pub struct WatchGuard {
     watcher: Arc<Mutex<Option<notify::RecommendedWatcher>>>,
+    reloader: Arc<Reloader>,
 }
 
 impl std::fmt::Debug for WatchGuard {
@@ -620,8 +731,14 @@ impl std::fmt::Debug for WatchGuard {
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
-        // Dropping the watcher drops the channel's sender, which ends the thread's loop.
+        // Dropping the watcher and the reloader's sender closes the channel, which ends the
+        // thread's loop.
         self.watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        self.reloader
+            .resync
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();

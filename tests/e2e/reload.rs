@@ -252,6 +252,47 @@ async fn delete_then_create_keeps_the_route_closed_to_nothing() {
 }
 
 #[tokio::test]
+async fn a_plugin_directory_replaced_whole_is_followed() {
+    let h = watched(routes).await;
+    let dir = h.dir.path();
+    // A deploy that builds the new directory beside the old one and renames it into place.
+    std::fs::create_dir_all(dir.join("plugins.new")).unwrap();
+    std::fs::write(
+        dir.join("plugins.new/version.wasm"),
+        version_module("swapped-dir"),
+    )
+    .unwrap();
+    std::fs::rename(dir.join("plugins"), dir.join("plugins.old")).unwrap();
+    std::fs::rename(dir.join("plugins.new"), dir.join("plugins")).unwrap();
+    wait_for_version(&h, "swapped-dir").await;
+    // The new directory is the one watched now, not the old one.
+    replace_by_rename(&plugin_path(dir), &version_module("after-swap"));
+    wait_for_version(&h, "after-swap").await;
+    std::fs::write(
+        dir.join("plugins.old/version.wasm"),
+        version_module("stale"),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(version_now(&h).await.as_deref(), Some("after-swap"));
+}
+
+#[tokio::test]
+async fn a_plugin_directory_removed_and_made_again_is_watched_again() {
+    let h = watched(routes).await;
+    let plugins = h.dir.path().join("plugins");
+    std::fs::remove_dir_all(&plugins).unwrap();
+    // Gone: the route keeps its last good version.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(version_now(&h).await.as_deref(), Some("v0"));
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(plugin_path(h.dir.path()), version_module("back")).unwrap();
+    wait_for_version(&h, "back").await;
+    replace_by_rename(&plugin_path(h.dir.path()), &version_module("back-again"));
+    wait_for_version(&h, "back-again").await;
+}
+
+#[tokio::test]
 async fn a_kubernetes_configmap_symlink_swap_is_seen() {
     fn mount(dir: &Path) -> String {
         // The layout kubelet makes: the file links into `..data`, which links to a timestamped
