@@ -121,6 +121,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Threads serving requests; 0 means one per CPU.
     pub workers: usize,
+    /// On shutdown, how long requests in flight may take to finish before their connections
+    /// are closed.
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -136,6 +139,7 @@ impl Default for ServerConfig {
             body_read_timeout_ms: 30_000,
             max_connections: 10_000,
             workers: 0,
+            shutdown_timeout_ms: 10_000,
         }
     }
 }
@@ -258,6 +262,13 @@ impl PluginRef {
             Some(v) => serde_json::to_vec(v).unwrap_or_default(),
             None => Vec::new(),
         }
+    }
+}
+
+impl ServerConfig {
+    /// How long shutdown lets requests in flight finish before closing their connections.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
     }
 }
 
@@ -435,6 +446,10 @@ impl Config {
             ),
             ("server.max_body_bytes", self.server.max_body_bytes),
             ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.shutdown_timeout_ms",
+                self.server.shutdown_timeout_ms,
+            ),
         ] {
             if value == 0 {
                 bad(key.into(), "must be greater than 0".into());
@@ -777,6 +792,28 @@ config = { consumers = [{ username = "demo", keys = ["k"] }] }
         assert_eq!(
             error_text(&text),
             "gw.toml: server.https: an HTTPS listener needs a [tls] section with `cert` and `key`"
+        );
+    }
+
+    #[test]
+    fn shutdown_timeout_defaults_to_10_s_and_must_be_positive() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.server.shutdown_timeout(), Duration::from_secs(10));
+        let set = GOOD.replace(
+            "http = \"127.0.0.1:8000\"",
+            "http = \"127.0.0.1:8000\"\nshutdown_timeout_ms = 250",
+        );
+        assert_eq!(
+            parse(&set).unwrap().server.shutdown_timeout(),
+            Duration::from_millis(250)
+        );
+        let zero = GOOD.replace(
+            "http = \"127.0.0.1:8000\"",
+            "http = \"127.0.0.1:8000\"\nshutdown_timeout_ms = 0",
+        );
+        assert_eq!(
+            error_text(&zero),
+            "gw.toml: server.shutdown_timeout_ms: must be greater than 0"
         );
     }
 

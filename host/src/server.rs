@@ -22,9 +22,6 @@ use crate::reload::GatewayHandle;
 /// Ping interval and answer timeout for HTTP/2 connections.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
-/// How long shutdown waits for requests in flight before closing their connections.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A running set of listeners. [`Server::shutdown`] stops them gracefully; dropping it stops
 /// accepting at once.
 #[derive(Debug)]
@@ -96,7 +93,8 @@ impl Server {
         self.https_addr
     }
 
-    /// Stops accepting, lets requests in flight finish (up to a drain timeout), then returns.
+    /// Stops accepting, lets requests in flight finish (up to `server.shutdown_timeout_ms`),
+    /// closes every connection still open, then returns.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
@@ -156,6 +154,9 @@ async fn accept_loop(
     let scheme = if tls.is_some() { "https" } else { "http" };
     let builders = Arc::new(Builders::new(&settings));
     let graceful = GracefulShutdown::new();
+    // Every connection's task, so that shutdown can close the ones still open after the drain
+    // timeout; finished ones are reaped as the loop goes.
+    let mut open_connections = JoinSet::new();
     // At the cap the loop stops accepting: new clients wait in the kernel's backlog instead of
     // each costing a task and buffers here.
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
@@ -165,6 +166,7 @@ async fn accept_loop(
                 Ok(p) => p,
                 Err(_) => break,
             },
+            Some(_) = open_connections.join_next() => continue,
             _ = stopped.changed() => break,
         };
         let (tcp, peer) = tokio::select! {
@@ -177,6 +179,11 @@ async fn accept_loop(
                     continue;
                 }
             },
+            Some(_) = open_connections.join_next() => {
+                // A permit in hand and a finished connection reaped; accept again.
+                drop(permit);
+                continue;
+            }
             _ = stopped.changed() => break,
         };
         let _ = tcp.set_nodelay(true);
@@ -192,7 +199,7 @@ async fn accept_loop(
         let tls = tls.clone();
         let watcher = graceful.watcher();
         let open = connections.opened();
-        tokio::spawn(async move {
+        open_connections.spawn(async move {
             let _permit = permit;
             let _open = open;
             let service = service_fn(move |req| {
@@ -234,12 +241,20 @@ async fn accept_loop(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    if tokio::time::timeout(settings.shutdown_timeout(), graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!(listener = %local, "requests still in flight after the drain timeout; closing");
+        tracing::warn!(
+            listener = %local,
+            connections = open_connections.len(),
+            "requests still in flight after the shutdown timeout; closing their connections"
+        );
     }
+    // Aborting a connection's task drops its socket and the requests it was serving (and with
+    // them their upstream requests).
+    open_connections.abort_all();
+    while open_connections.join_next().await.is_some() {}
 }
 
 async fn handshake(

@@ -225,3 +225,77 @@ async fn a_client_that_leaves_frees_the_upstream() {
         "the gateway closed the upstream request when the client left"
     );
 }
+
+#[tokio::test]
+async fn shutdown_closes_connections_still_busy_after_the_shutdown_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen_tx, seen_rx) = oneshot::channel();
+    let (closed_tx, closed_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        read_head(&mut stream).await;
+        let _ = seen_tx.send(());
+        // Never answers; reports whether the gateway hung up.
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok();
+        let _ = closed_tx.send(closed);
+    });
+    // The upstream may take a minute to answer; shutdown gives requests 300 ms.
+    let routes = route_to(addr).replace("timeout_ms = 300", "timeout_ms = 60000");
+    let h = Harness::start_full("shutdown_timeout_ms = 300", move |_| routes).await;
+    let mut client = TcpStream::connect(h.gateway.server.http_addr().unwrap())
+        .await
+        .unwrap();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), seen_rx)
+        .await
+        .expect("the upstream got the request in time")
+        .unwrap();
+
+    let Harness {
+        gateway,
+        upstream: _upstream,
+        dir: _dir,
+        ..
+    } = h;
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), gateway.shutdown())
+        .await
+        .expect("shutdown returned");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "shutdown waited out the 300 ms drain and no longer: {took:?}"
+    );
+
+    // The client's connection is closed, without an answer, well before the upstream's minute.
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the client's connection is still open after shutdown"
+    );
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"),
+        "{answer:?}"
+    );
+    // And the upstream request it was waiting on was cancelled.
+    let closed = tokio::time::timeout(Duration::from_secs(5), closed_rx)
+        .await
+        .expect("the upstream saw the end")
+        .unwrap();
+    assert!(closed, "the gateway closed the upstream connection");
+}
