@@ -491,8 +491,11 @@ impl Reloader {
         }
         // Counted before the store: whoever sees the new gateway also sees the count.
         self.swaps.fetch_add(1, Ordering::Relaxed);
-        self.handle
-            .store(Arc::new(Gateway::new(&config, loaded.chains, &self.metrics)));
+        self.handle.store(Arc::new(Gateway::new(
+            &config,
+            loaded.chains,
+            &self.metrics,
+        )));
         state.cache = next;
         state.fingerprint = fingerprint;
         Ok(ReloadOutcome::Swapped)
@@ -682,7 +685,11 @@ fn identity(dir: &Path) -> Option<(u64, u64)> {
 impl Watching {
     /// Adds watches for directories that should be watched (again, when the directory at the
     /// path was replaced), and drops those that should not. True when a watch was added.
-    fn sync(&mut self, watcher: &mut notify::RecommendedWatcher, wanted: &HashSet<PathBuf>) -> bool {
+    fn sync(
+        &mut self,
+        watcher: &mut notify::RecommendedWatcher,
+        wanted: &HashSet<PathBuf>,
+    ) -> bool {
         let watched: Vec<PathBuf> = self.dirs.keys().cloned().collect();
         for dir in watched {
             let replaced = wanted.contains(&dir) && self.dirs.get(&dir) != Some(&identity(&dir));
