@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all toolchain wasm build demo test lint fmt clean fuzz-smoke
+.PHONY: all toolchain wasm build demo test lint fmt clean fuzz-smoke bench bench-load
 
 all: build
 
@@ -36,6 +36,15 @@ fmt:
 # A bounded fuzz run of both cargo-fuzz targets (docs/fuzzing.md): FUZZ_SECONDS per target.
 fuzz-smoke:
 	scripts/fuzz-smoke.sh
+
+# Criterion benchmarks of the plugin path (BENCHMARKS.md).
+bench: wasm
+	$(CARGO) bench -p wasmgate-benches --bench plugin_path
+
+# wasmgate against nginx + Lua under wrk and h2load on loopback, one core each (BENCHMARKS.md).
+# Installs nginx, its Lua module, wrk and h2load when missing; not part of `make test`.
+bench-load: wasm
+	scripts/bench-load.sh
 
 clean:
 	$(CARGO) clean
