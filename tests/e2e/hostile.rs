@@ -143,3 +143,65 @@ async fn a_failing_plugin_on_a_fail_open_route_is_skipped() {
         "the plugins after it ran"
     );
 }
+
+/// Adds `x-half: done` to the request, answers 418, then traps.
+const HALF_DONE: &str = r#"(module
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_send_local_response"
+    (func $send (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "x-half")
+  (data (i32.const 32) "done")
+  (data (i32.const 48) "teapot")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 0) (i32.const 16) (i32.const 6) (i32.const 32) (i32.const 4)))
+    (drop (call $send (i32.const 418) (i32.const 0) (i32.const 0) (i32.const 48) (i32.const 6)
+      (i32.const 0) (i32.const 0) (i32.const -1)))
+    unreachable))"#;
+
+#[tokio::test]
+async fn a_fail_open_plugin_that_traps_leaves_neither_its_edits_nor_its_answer() {
+    let h = Harness::start_with(|dir| {
+        write_wat(dir, "half-done", HALF_DONE);
+        r#"
+[[routes]]
+name = "open"
+prefix = "/open"
+upstream = "{upstream}"
+[[routes.plugins]]
+name = "half-done"
+file = "{dir}/half-done.wasm"
+failure = "open"
+[[routes.plugins]]
+name = "path-rewrite"
+config = { prefix = "/open" }
+
+[[routes]]
+name = "closed"
+prefix = "/closed"
+upstream = "{upstream}"
+[[routes.plugins]]
+name = "half-done"
+file = "{dir}/half-done.wasm"
+"#
+        .to_string()
+    })
+    .await;
+    let r = h
+        .send(Proto::Https1, "POST", "/open/uci/prediction", &[], BODY)
+        .await;
+    assert_eq!(r.status, 200, "the upstream answers, not the failed plugin");
+    let seen = h.recorder.last_request().expect("forwarded");
+    assert!(
+        seen.headers.get("x-half").is_none(),
+        "the failed plugin's edit is undone"
+    );
+    let r = h
+        .send(Proto::Https1, "POST", "/closed/uci/prediction", &[], BODY)
+        .await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["message"], "plugin half-done failed");
+}

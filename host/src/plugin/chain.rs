@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::instance::{Action, ContextHandle};
-use super::stream::Stream;
+use super::stream::{LocalResponse, RequestHead, ResponseHead, Stream};
 use super::{CallError, Plugin};
 use crate::config::FailurePolicy;
 use crate::metrics::PluginMetrics;
@@ -96,6 +96,7 @@ impl Chain {
         };
         let mut clock = Clock::start(&self.metrics);
         for (index, plugin) in self.plugins.iter().enumerate() {
+            let undo = Undo::take(plugin, stream);
             let outcome = plugin.create_context().and_then(|ctx| {
                 let result = plugin.on_request_headers(&ctx, stream);
                 // A failed call lost the context with its instance; keep only live ones.
@@ -111,12 +112,12 @@ impl Chain {
                 Ok(Action::Continue) => {}
                 Ok(Action::Pause) => {
                     let err = paused(plugin);
-                    if let Err(e) = tolerate(plugin, err) {
+                    if let Err(e) = tolerate(plugin, err, undo, stream) {
                         return (run, Err(e));
                     }
                 }
                 Err(err) => {
-                    if let Err(e) = tolerate(plugin, err) {
+                    if let Err(e) = tolerate(plugin, err, undo, stream) {
                         return (run, Err(e));
                     }
                 }
@@ -135,12 +136,45 @@ fn paused(plugin: &Plugin) -> CallError {
     }
 }
 
-/// Applies the plugin's failure policy: fail open logs and goes on, fail closed refuses.
-fn tolerate(plugin: &Plugin, err: CallError) -> Result<(), CallError> {
+/// What a fail-open plugin's call may change, copied before the call so that a call that fails
+/// leaves nothing behind: the plugin is skipped as if it had not run (no half-made header edits,
+/// no answer it sent before trapping). A fail-closed plugin needs no copy: its failure ends the
+/// request.
+struct Undo(Option<(RequestHead, Option<ResponseHead>, Option<LocalResponse>)>);
+
+impl Undo {
+    fn take(plugin: &Plugin, stream: &Stream) -> Undo {
+        Undo((plugin.failure_policy() == FailurePolicy::Open).then(|| {
+            (
+                stream.request.clone(),
+                stream.response.clone(),
+                stream.local_response.clone(),
+            )
+        }))
+    }
+
+    fn restore(self, stream: &mut Stream) {
+        if let Some((request, response, local)) = self.0 {
+            stream.request = request;
+            stream.response = response;
+            stream.local_response = local;
+        }
+    }
+}
+
+/// Applies the plugin's failure policy: fail open puts back what the call changed, logs and
+/// goes on; fail closed refuses.
+fn tolerate(
+    plugin: &Plugin,
+    err: CallError,
+    undo: Undo,
+    stream: &mut Stream,
+) -> Result<(), CallError> {
     match plugin.failure_policy() {
         FailurePolicy::Closed => Err(err),
         FailurePolicy::Open => {
-            tracing::warn!(plugin = %plugin.name(), error = %err, "plugin failed; skipped (failure = \"open\")");
+            undo.restore(stream);
+            tracing::warn!(plugin = %plugin.name(), error = %err, "plugin failed; skipped, its changes undone (failure = \"open\")");
             Ok(())
         }
     }
@@ -158,15 +192,16 @@ impl ChainRun {
         for (plugin, index, ctx) in self.contexts.iter_mut().rev() {
             let Some(handle) = ctx else { continue };
             let had_answer = stream.local_response.is_some();
+            let undo = Undo::take(plugin, stream);
             let outcome = plugin.on_response_headers(handle, stream, end_of_stream);
             clock.lap(*index, &outcome);
             match outcome {
                 Ok(_) if !had_answer && stream.local_response.is_some() => return Ok(()),
                 Ok(Action::Continue) => {}
-                Ok(Action::Pause) => tolerate(plugin, paused(plugin))?,
+                Ok(Action::Pause) => tolerate(plugin, paused(plugin), undo, stream)?,
                 Err(err) => {
                     *ctx = None;
-                    tolerate(plugin, err)?;
+                    tolerate(plugin, err, undo, stream)?;
                 }
             }
         }
