@@ -113,6 +113,9 @@ pub struct ServerConfig {
     pub max_headers: usize,
     /// Most concurrent HTTP/2 streams per connection.
     pub h2_max_concurrent_streams: u32,
+    /// Most HTTP/2 streams a client may open and reset before the gateway has taken them up;
+    /// past it the connection is closed with GOAWAY (rapid reset, CVE-2023-44487).
+    pub h2_max_pending_reset_streams: usize,
     /// Largest request body accepted (413 beyond it).
     pub max_body_bytes: u64,
     /// Longest pause between two pieces of a request body (408 beyond it).
@@ -135,6 +138,7 @@ impl Default for ServerConfig {
             tls_handshake_timeout_ms: 10_000,
             max_headers: 100,
             h2_max_concurrent_streams: 128,
+            h2_max_pending_reset_streams: 20,
             max_body_bytes: 16 * 1024 * 1024,
             body_read_timeout_ms: 30_000,
             max_connections: 10_000,
@@ -446,6 +450,10 @@ impl Config {
             ),
             ("server.max_body_bytes", self.server.max_body_bytes),
             ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.h2_max_pending_reset_streams",
+                self.server.h2_max_pending_reset_streams as u64,
+            ),
             (
                 "server.shutdown_timeout_ms",
                 self.server.shutdown_timeout_ms,
@@ -814,6 +822,28 @@ config = { consumers = [{ username = "demo", keys = ["k"] }] }
         assert_eq!(
             error_text(&zero),
             "gw.toml: server.shutdown_timeout_ms: must be greater than 0"
+        );
+    }
+
+    #[test]
+    fn h2_reset_stream_cap_defaults_to_20_and_must_be_positive() {
+        assert_eq!(parse(GOOD).unwrap().server.h2_max_pending_reset_streams, 20);
+        let with = |value: &str| {
+            GOOD.replace(
+                "http = \"127.0.0.1:8000\"",
+                &format!("http = \"127.0.0.1:8000\"\nh2_max_pending_reset_streams = {value}"),
+            )
+        };
+        assert_eq!(
+            parse(&with("50"))
+                .unwrap()
+                .server
+                .h2_max_pending_reset_streams,
+            50
+        );
+        assert_eq!(
+            error_text(&with("0")),
+            "gw.toml: server.h2_max_pending_reset_streams: must be greater than 0"
         );
     }
 

@@ -113,7 +113,7 @@ fn connection_builder(settings: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(settings.h2_max_concurrent_streams)
-        .max_pending_accept_reset_streams(Some(20))
+        .max_pending_accept_reset_streams(Some(settings.h2_max_pending_reset_streams))
         .max_header_list_size(64 * 1024)
         // An idle or vanished HTTP/2 peer is found by pings and its connection closed.
         .keep_alive_interval(Some(H2_KEEP_ALIVE))
