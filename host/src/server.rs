@@ -2,13 +2,16 @@
 //! with the configured limits, and graceful shutdown.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -121,10 +124,9 @@ fn connection_builder(settings: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// The connection builders: one that detects the protocol (plain text, h2c by preface), and one
-/// per ALPN result for TLS, where the protocol is already agreed and nothing is sniffed.
+/// The connection builders, one per protocol: chosen by ALPN for TLS, by [`detect_protocol`]
+/// on the plain listener.
 struct Builders {
-    detect: auto::Builder<TokioExecutor>,
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
 }
@@ -132,7 +134,6 @@ struct Builders {
 impl Builders {
     fn new(settings: &ServerConfig) -> Builders {
         Builders {
-            detect: connection_builder(settings),
             http1: connection_builder(settings).http1_only(),
             http2: connection_builder(settings).http2_only(),
         }
@@ -195,7 +196,7 @@ async fn accept_loop(
         let gateway = gateway.clone();
         let builders = builders.clone();
         let handshake_timeout = Duration::from_millis(settings.tls_handshake_timeout_ms);
-        let first_byte_timeout = Duration::from_millis(settings.header_read_timeout_ms);
+        let detect_timeout = Duration::from_millis(settings.header_read_timeout_ms);
         let tls = tls.clone();
         let watcher = graceful.watcher();
         let open = connections.opened();
@@ -210,14 +211,31 @@ async fn accept_loop(
             });
             match tls {
                 None => {
-                    // Protocol detection waits for bytes with no deadline of its own: a client
-                    // that connects and says nothing is closed at the header-read timeout.
-                    let mut first = [0u8; 1];
-                    match tokio::time::timeout(first_byte_timeout, tcp.peek(&mut first)).await {
-                        Ok(Ok(n)) if n > 0 => {}
-                        _ => return,
-                    }
-                    let conn = builders.detect.serve_connection(TokioIo::new(tcp), service);
+                    // hyper-util's own protocol detection reads the HTTP/2 preface with no
+                    // deadline: it is done here instead, under the header-read timeout, so a
+                    // client that sends nothing, or only part of the preface, is closed then.
+                    let mut tcp = tcp;
+                    let (h2, read) =
+                        match tokio::time::timeout(detect_timeout, detect_protocol(&mut tcp)).await
+                        {
+                            Ok(Ok(Some(found))) => found,
+                            Ok(_) => return,
+                            Err(_) => {
+                                tracing::debug!(%peer, "no protocol detected before the header-read timeout");
+                                return;
+                            }
+                        };
+                    let builder = if h2 {
+                        &builders.http2
+                    } else {
+                        &builders.http1
+                    };
+                    let io = Replay {
+                        read,
+                        replayed: 0,
+                        inner: tcp,
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(io), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
@@ -255,6 +273,85 @@ async fn accept_loop(
     // them their upstream requests).
     open_connections.abort_all();
     while open_connections.join_next().await.is_some() {}
+}
+
+/// The HTTP/2 connection preface a client with prior knowledge starts with (RFC 9113 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads a new plain connection's first bytes until they tell the protocol: the whole HTTP/2
+/// preface (h2c, `true`) or a byte that differs from it (HTTP/1.1, `false`). Returns the bytes
+/// read, for the protocol's parser to read again; `None` when the client closed first.
+async fn detect_protocol(tcp: &mut TcpStream) -> std::io::Result<Option<(bool, Vec<u8>)>> {
+    let mut read = Vec::with_capacity(H2_PREFACE.len());
+    let mut buf = [0u8; H2_PREFACE.len()];
+    loop {
+        // Never more than the rest of the preface, so nothing past it is read here.
+        let n = tcp.read(&mut buf[..H2_PREFACE.len() - read.len()]).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        read.extend_from_slice(&buf[..n]);
+        if read[..] != H2_PREFACE[..read.len()] {
+            return Ok(Some((false, read)));
+        }
+        if read.len() == H2_PREFACE.len() {
+            return Ok(Some((true, read)));
+        }
+    }
+}
+
+/// A plain connection whose first bytes [`detect_protocol`] read: they are read again first.
+struct Replay {
+    read: Vec<u8>,
+    replayed: usize,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Replay {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.replayed < this.read.len() {
+            let n = (this.read.len() - this.replayed).min(buf.remaining());
+            buf.put_slice(&this.read[this.replayed..this.replayed + n]);
+            this.replayed += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Replay {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 async fn handshake(

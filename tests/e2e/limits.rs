@@ -442,3 +442,32 @@ async fn h2_rapid_reset_is_answered_with_goaway_and_others_are_served() {
         tasks()
     );
 }
+
+#[tokio::test]
+async fn a_partial_h2_preface_is_closed_at_the_header_deadline() {
+    let h = start(OPEN_ROUTE).await;
+    let (answer, waited) = exchange(&h, b"PRI * HTTP/2.0\r\n", None).await;
+    assert!(answer.is_empty(), "{answer}");
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "closed at the 300 ms deadline, not left waiting for the rest: {waited:?}"
+    );
+
+    // A preface that arrives in pieces within the deadline is h2c as before.
+    let mut tcp = TcpStream::connect(h.gateway.server.http_addr().unwrap())
+        .await
+        .unwrap();
+    tcp.write_all(&H2_PREFACE[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut rest = H2_PREFACE[10..].to_vec();
+    rest.extend(h2_frame(0x4, 0, 0, &[]));
+    rest.extend(h2_get(1));
+    tcp.write_all(&rest).await.unwrap();
+    let answered = tokio::time::timeout(
+        Duration::from_secs(10),
+        h2_read_until(&mut tcp, |kind, _, stream, _| kind == 0x1 && stream == 1),
+    )
+    .await
+    .expect("answered in time");
+    assert!(answered.is_some(), "the h2c request was answered");
+}
