@@ -98,6 +98,8 @@ struct Cache {
 struct Loaded {
     chains: Vec<Chain>,
     digests: Vec<[u8; 32]>,
+    /// Plugins whose module file is gone, serving their last good version.
+    gone: Vec<FailedPlugin>,
 }
 
 /// Loads the plugins of `config` into chains, one per route, reusing what `cache` has and
@@ -115,6 +117,8 @@ fn load_chains(
     let mut chains = Vec::with_capacity(config.routes.len());
     let mut hashes = Vec::new();
     let mut failed_paths = HashSet::new();
+    let mut gone_paths = HashSet::new();
+    let mut gone = Vec::new();
     for (r, route) in config.routes.iter().enumerate() {
         let mut plugins = Vec::with_capacity(route.plugins.len());
         for (p, plugin) in route.plugins.iter().enumerate() {
@@ -133,7 +137,10 @@ fn load_chains(
             let module = match next.modules.get(&path) {
                 Some(m) => m.clone(),
                 None => match load_module(runtime, &path, cache.modules.get(&path)) {
-                    Ok(m) => {
+                    Ok((m, file_gone)) => {
+                        if file_gone {
+                            gone_paths.insert(path.clone());
+                        }
                         next.modules.insert(path.clone(), m.clone());
                         m
                     }
@@ -144,6 +151,18 @@ fn load_chains(
                     }
                 },
             };
+            if gone_paths.contains(&path) {
+                gone.push(FailedPlugin {
+                    route: route.name.clone(),
+                    plugin: plugin.name.clone(),
+                    file: path.clone(),
+                    error: format!(
+                        "routes[{r}].plugins[{p}] ({}): {}: the file is gone; the last good version keeps serving until it is back (a restart would fail)",
+                        plugin.name,
+                        path.display()
+                    ),
+                });
+            }
             let key = PluginKey {
                 module: module.sha256,
                 name: plugin.name.clone(),
@@ -177,6 +196,7 @@ fn load_chains(
         Ok(Loaded {
             chains,
             digests: hashes,
+            gone,
         })
     } else {
         Err(errors)
@@ -184,17 +204,17 @@ fn load_chains(
 }
 
 /// Reads and compiles one module, reusing `last` when the file's content is unchanged, and
-/// keeping `last` (with a warning) when the file is gone.
+/// keeping `last` (with a warning, and `true`) when the file is gone.
 fn load_module(
     runtime: &Runtime,
     path: &Path,
     last: Option<&LoadedModule>,
-) -> Result<LoadedModule, LoadError> {
+) -> Result<(LoadedModule, bool), LoadError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && last.is_some() => {
             tracing::warn!(file = %path.display(), "plugin file is gone; its route keeps the last good version until the file is back or the config stops naming it");
-            return Ok(last.cloned().expect("checked"));
+            return Ok((last.cloned().expect("checked"), true));
         }
         Err(cause) => {
             return Err(LoadError::Read {
@@ -205,10 +225,10 @@ fn load_module(
     };
     let sha256: [u8; 32] = Sha256::digest(&bytes).into();
     if let Some(last) = last.filter(|l| l.sha256 == sha256) {
-        return Ok(last.clone());
+        return Ok((last.clone(), false));
     }
     let compiled = runtime.compile_bytes(path, &bytes)?;
-    Ok(LoadedModule { sha256, compiled })
+    Ok((LoadedModule { sha256, compiled }, false))
 }
 
 /// Builds a gateway from `config` with nothing cached: what `wasmgate check` and start-up do.
@@ -235,6 +255,8 @@ struct State {
     watched: HashSet<PathBuf>,
     /// Files whose change triggers a reload: the config and every module file.
     files: HashSet<PathBuf>,
+    /// Plugins of the running gateway whose module file is gone.
+    gone: Vec<FailedPlugin>,
 }
 
 /// The outcome of the last reload attempt, for operators.
@@ -362,6 +384,7 @@ impl Reloader {
                 started: config.clone(),
                 watched,
                 files,
+                gone: Vec::new(),
             }),
             status: Mutex::new(None),
             swaps: AtomicU64::new(0),
@@ -441,7 +464,8 @@ impl Reloader {
                     error: e.to_string(),
                 })
                 .collect(),
-            _ => Vec::new(),
+            Err(ReloadError::Config(_)) => Vec::new(),
+            Ok(_) => state.gone.clone(),
         };
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some(ReloadStatus {
             at: SystemTime::now(),
@@ -484,6 +508,7 @@ impl Reloader {
         let mut next = Cache::default();
         let loaded = load_chains(&config, &self.runtime, &state.cache, &mut next)
             .map_err(ReloadError::Plugins)?;
+        state.gone = loaded.gone;
         let fingerprint = (text, loaded.digests);
         if fingerprint == state.fingerprint {
             state.cache = next;

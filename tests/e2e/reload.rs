@@ -245,10 +245,33 @@ async fn delete_then_create_keeps_the_route_closed_to_nothing() {
     // The reload after the delete keeps the last good version: the route is never opened
     // without its plugin.
     wait_for_attempts(&h, before + 1).await;
-    assert!(h.gateway.reloader.status().unwrap().error.is_none());
+    let status = h.gateway.reloader.status().unwrap();
+    assert!(status.error.is_none());
+    // Not an error, but the operator is told: a restart now would fail.
+    assert_eq!(status.failed_plugins.len(), 1, "{status:?}");
+    assert!(
+        status.failed_plugins[0].error.contains("the file is gone"),
+        "{status:?}"
+    );
     assert_eq!(version_now(&h).await.as_deref(), Some("v0"));
     std::fs::write(plugin_path(h.dir.path()), version_module("recreated")).unwrap();
     wait_for_version(&h, "recreated").await;
+    // The status is written just after the swap.
+    let started = Instant::now();
+    while !h
+        .gateway
+        .reloader
+        .status()
+        .unwrap()
+        .failed_plugins
+        .is_empty()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "back: the warning clears"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test]
