@@ -318,7 +318,7 @@ impl Plugin {
                     // Back off exponentially (100 ms, 200 ms, ... up to 30 s) so a plugin that
                     // keeps crashing at start is not restarted in a tight loop.
                     let backoff = Duration::from_millis(100)
-                        .saturating_mul(1 << slot.start_failures.min(9))
+                        .saturating_mul(1 << (slot.start_failures - 1).min(9))
                         .min(MAX_BACKOFF);
                     slot.retry_at = Some(now + backoff);
                     tracing::error!(plugin = %self.name, %reason, failures = slot.start_failures, backoff_ms = backoff.as_millis() as u64, "plugin instance failed to start; backing off");

@@ -319,3 +319,114 @@ fn a_trap_in_any_callback_fails_only_that_call() {
         );
     }
 }
+
+/// Starts and serves requests except between two instants (nanoseconds since the Unix epoch,
+/// little-endian, in its config: `from` then `until`): in that window every request traps and
+/// every start refuses its configuration.
+const FAILS_FOR_A_WHILE: &str = r#"(module
+  (import "env" "proxy_get_current_time_nanoseconds" (func $now (param i32) (result i32)))
+  (import "env" "proxy_get_buffer_bytes" (func $buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (global $from (mut i64) (i64.const 0))
+  (global $until (mut i64) (i64.const 0))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 65536))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func $failing (result i32)
+    (drop (call $now (i32.const 16)))
+    (i32.and (i64.ge_u (i64.load (i32.const 16)) (global.get $from))
+             (i64.lt_u (i64.load (i32.const 16)) (global.get $until))))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $buffer (i32.const 7) (i32.const 0) (i32.const 16) (i32.const 0) (i32.const 4)))
+    (global.set $from (i64.load (i32.load (i32.const 0))))
+    (global.set $until (i64.load (i32.add (i32.load (i32.const 0)) (i32.const 8))))
+    (i32.eqz (call $failing)))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (call $failing) (then unreachable))
+    (i32.const 0))
+)"#;
+
+#[test]
+fn a_plugin_that_keeps_failing_to_start_is_retried_with_back_off_and_recovers() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let rt = runtime();
+    let compiled = rt
+        .compile_bytes(
+            Path::new("flaky.wasm"),
+            &wat::parse_str(FAILS_FOR_A_WHILE).unwrap(),
+        )
+        .unwrap();
+    let nanos = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let from = SystemTime::now() + Duration::from_millis(500);
+    let until = from + Duration::from_millis(1200);
+    let mut config = nanos(from).to_le_bytes().to_vec();
+    config.extend(nanos(until).to_le_bytes());
+    let plugin = rt
+        .configure(&compiled, "flaky", config, FailurePolicy::Closed, &limits())
+        .expect("starts before its failing window");
+
+    while SystemTime::now() < from {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // It crashes: its instance is discarded.
+    let err = run(&plugin).1.unwrap_err();
+    assert!(matches!(err, CallError::Trap { .. }), "{err}");
+
+    // Requests keep coming every few milliseconds while it cannot start. Each start attempt is
+    // timed from just before the request that made it to just after.
+    let mut attempts: Vec<(Instant, Instant)> = Vec::new();
+    let mut refused = 0;
+    let recovered_at = loop {
+        let before = Instant::now();
+        match run(&plugin).1 {
+            Ok(outcome) => {
+                assert_eq!(outcome, RequestOutcome::Forward);
+                break SystemTime::now();
+            }
+            Err(CallError::Unavailable { reason, .. })
+                if reason.starts_with("a fresh instance failed to start") =>
+            {
+                assert!(reason.contains("refused its configuration"), "{reason}");
+                attempts.push((before, Instant::now()));
+            }
+            Err(CallError::Unavailable { reason, .. }) => {
+                // Backing off, and saying so.
+                assert!(
+                    reason.starts_with(&format!(
+                        "its instance failed to start {} times; next try in ",
+                        attempts.len()
+                    )),
+                    "{reason}"
+                );
+                refused += 1;
+            }
+            Err(other) => panic!("{other}"),
+        }
+        assert!(
+            SystemTime::now() < until + Duration::from_secs(10),
+            "never recovered"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert!(
+        recovered_at >= until,
+        "started only once it stopped failing"
+    );
+    // 1.2 s of failures: attempts 100 ms, 200 ms, 400 ms, 800 ms apart at the least, so at most
+    // five, while the other requests were refused without a start.
+    assert!(
+        (2..=5).contains(&attempts.len()),
+        "{} start attempts",
+        attempts.len()
+    );
+    assert!(refused >= 20, "only {refused} requests refused");
+    for (i, pair) in attempts.windows(2).enumerate() {
+        let gap = pair[1].1 - pair[0].0;
+        let backoff = Duration::from_millis(100) * (1 << i);
+        assert!(
+            gap >= backoff,
+            "attempt {} came {gap:?} after the one before, under its {backoff:?} back-off",
+            i + 2
+        );
+    }
+}
