@@ -273,6 +273,18 @@ pub fn new_plugin(req: &NewPlugin) -> anyhow::Result<Created> {
         .filter(|root| parent.starts_with(root))
         .cloned();
     let type_name = type_name(&req.name);
+    // A member with a package name the workspace already has would break every cargo command
+    // in it.
+    if let Some(root) = &inside
+        && let Some(clash) = workspace_package(root, &req.name)
+    {
+        bail!(
+            "plugin name {:?}: the workspace at {} already has a package of that name ({}); choose another name",
+            req.name,
+            root.display(),
+            clash.display()
+        );
+    }
 
     let sdk_dep = match &inside {
         Some(_) => relative_path(&dir, &sdk),
@@ -489,6 +501,39 @@ fn member_matches(pattern: &str, member: &str) -> bool {
     };
     let (p, m) = (clean(pattern), clean(member));
     p.len() == m.len() && p.iter().zip(&m).all(|(p, m)| wildcard(p, m))
+}
+
+/// The directory of the member of the workspace at `root` whose package is called `name`, if
+/// there is one. Members are read from the root manifest (`*` and `?` in their last component
+/// are expanded), and each member's `[package] name` from its own manifest.
+fn workspace_package(root: &Path, name: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(root.join("Cargo.toml")).ok()?;
+    let (members, _) = workspace_members(&text).ok()?;
+    let mut dirs = Vec::new();
+    for member in members {
+        let path = root.join(&member);
+        let last = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if last.contains(['*', '?']) {
+            let pattern = last.to_owned();
+            if let Some(entries) = path.parent().and_then(|p| std::fs::read_dir(p).ok()) {
+                dirs.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| wildcard(&pattern, &e.file_name().to_string_lossy()))
+                        .map(|e| e.path()),
+                );
+            }
+        } else {
+            dirs.push(path);
+        }
+    }
+    dirs.into_iter().find(|dir| {
+        std::fs::read_to_string(dir.join("Cargo.toml"))
+            .ok()
+            .and_then(|t| t.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("package")?.get("name")?.as_str().map(|n| n == name))
+            .unwrap_or(false)
+    })
 }
 
 /// `*` matches any run of characters, `?` one; everything else itself.
@@ -994,7 +1039,15 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<Built> {
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("{}: cannot create", out_dir.display()))?;
     let wasm = out_dir.join(format!("{}.wasm", info.package));
-    std::fs::copy(&cargo_wasm, &wasm)
+    // Copied beside its place and renamed over it: a gateway watching the directory sees the
+    // new module whole, in one step.
+    let tmp = out_dir.join(format!(".{}.wasm.tmp", info.package));
+    std::fs::copy(&cargo_wasm, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, &wasm))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            e
+        })
         .with_context(|| format!("cannot copy {} to {}", cargo_wasm.display(), wasm.display()))?;
     Ok(Built {
         name: info.package,
@@ -1302,6 +1355,48 @@ mod tests {
             names[..4],
             ["Cargo.toml", "src/lib.rs", "README.md", ".gitignore"]
         );
+    }
+
+    #[test]
+    fn a_name_the_workspace_already_has_is_refused_before_anything_is_written() {
+        let scratch = Scratch::new("clash");
+        let root = &scratch.0;
+        fake_workspace(root, "members = [\"sdk\", \"gateway\", \"tools/*\"]");
+        for (dir, name) in [("tools/authz", "authz"), ("gateway", "gateway")] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+            std::fs::write(
+                root.join(dir).join("Cargo.toml"),
+                format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\n"),
+            )
+            .unwrap();
+        }
+        let before = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        for (name, place) in [("authz", "tools/authz"), ("gateway", "gateway")] {
+            let err = new_plugin(&NewPlugin {
+                name: name.into(),
+                parent: root.join("plugins"),
+                sdk: Some(root.join("sdk")),
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("already has a package of that name") && err.contains(place),
+                "{err}"
+            );
+            assert!(!root.join("plugins").join(name).exists());
+        }
+        assert_eq!(
+            std::fs::read_to_string(root.join("Cargo.toml")).unwrap(),
+            before
+        );
+        // Outside any workspace there is nothing to clash with.
+        let outside = Scratch::new("clash-outside");
+        new_plugin(&NewPlugin {
+            name: "authz".into(),
+            parent: outside.0.clone(),
+            sdk: Some(root.join("sdk")),
+        })
+        .unwrap();
     }
 
     #[test]
