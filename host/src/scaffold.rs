@@ -1044,9 +1044,8 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<Built> {
     let tmp = out_dir.join(format!(".{}.wasm.tmp", info.package));
     std::fs::copy(&cargo_wasm, &tmp)
         .and_then(|_| std::fs::rename(&tmp, &wasm))
-        .map_err(|e| {
+        .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
-            e
         })
         .with_context(|| format!("cannot copy {} to {}", cargo_wasm.display(), wasm.display()))?;
     Ok(Built {
