@@ -170,6 +170,8 @@ pub struct PluginsConfig {
     pub call_timeout_ms: u64,
     /// Largest linear memory a plugin instance may grow to.
     pub memory_limit_mib: u32,
+    /// Largest wasm stack one call may use, in KiB; read when the gateway starts.
+    pub max_stack_kib: u32,
 }
 
 impl Default for PluginsConfig {
@@ -179,6 +181,7 @@ impl Default for PluginsConfig {
             instances: 0,
             call_timeout_ms: 100,
             memory_limit_mib: 64,
+            max_stack_kib: crate::plugin::DEFAULT_MAX_STACK_KIB,
         }
     }
 }
@@ -517,6 +520,18 @@ impl Config {
             );
         }
 
+        // Plugins run on the request threads' stacks (2 MiB): a wasm stack larger than half of
+        // that could let a plugin overflow the thread's stack, which aborts the process.
+        if !(64..=1024).contains(&self.plugins.max_stack_kib) {
+            bad(
+                "plugins.max_stack_kib".into(),
+                format!(
+                    "{} is out of range (64 to 1024)",
+                    self.plugins.max_stack_kib
+                ),
+            );
+        }
+
         let mut names = HashSet::new();
         let mut prefixes = HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
@@ -845,6 +860,20 @@ config = { consumers = [{ username = "demo", keys = ["k"] }] }
             error_text(&with("0")),
             "gw.toml: server.h2_max_pending_reset_streams: must be greater than 0"
         );
+    }
+
+    #[test]
+    fn wasm_stack_defaults_to_512_kib_within_64_to_1024() {
+        assert_eq!(parse(GOOD).unwrap().plugins.max_stack_kib, 512);
+        let with = |value: u32| format!("{GOOD}[plugins]\nmax_stack_kib = {value}\n");
+        assert_eq!(parse(&with(64)).unwrap().plugins.max_stack_kib, 64);
+        assert_eq!(parse(&with(1024)).unwrap().plugins.max_stack_kib, 1024);
+        for bad in [0, 63, 1025] {
+            assert_eq!(
+                error_text(&with(bad)),
+                format!("gw.toml: plugins.max_stack_kib: {bad} is out of range (64 to 1024)")
+            );
+        }
     }
 
     #[test]

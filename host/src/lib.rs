@@ -73,14 +73,14 @@ impl Running {
 /// Loads every plugin `config` names into a gateway, without serving it: what `wasmgate check`
 /// does. Each plugin that fails is reported at its place in the config.
 pub fn load(config: &Config) -> anyhow::Result<Gateway> {
-    let runtime = plugin::Runtime::new()?;
+    let runtime = plugin::Runtime::for_config(&config.plugins)?;
     Ok(reload::load(config, &runtime)?)
 }
 
 /// Loads the plugins of `config` (read from `config_path`, which reloads re-read) and starts
 /// its listeners. Call [`Running::watch`] for hot reload.
 pub async fn start(config_path: &Path, config: &Config) -> anyhow::Result<Running> {
-    let runtime = Arc::new(plugin::Runtime::new()?);
+    let runtime = Arc::new(plugin::Runtime::for_config(&config.plugins)?);
     let metrics = Arc::new(metrics::Metrics::new());
     let reloader =
         Reloader::start(config_path, runtime, metrics.clone()).context("loading plugins")?;

@@ -29,9 +29,9 @@ use abi::HostState;
 /// How often the epoch ticker advances; CPU deadlines are whole multiples of it.
 const EPOCH_TICK: Duration = Duration::from_millis(2);
 
-/// Largest wasm stack a call may use. Deep recursion traps with a stack overflow instead of
-/// reaching the host's own stack.
-const MAX_WASM_STACK: usize = 512 * 1024;
+/// Largest wasm stack a call may use unless `plugins.max_stack_kib` says otherwise, in KiB.
+/// Deep recursion traps with a stack overflow instead of reaching the host's own stack.
+pub const DEFAULT_MAX_STACK_KIB: u32 = 512;
 
 /// Sandbox limits applied to every instance of a configured plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -168,12 +168,24 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// Creates the engine and starts the epoch ticker thread (stopped when the runtime drops).
+    /// Creates the engine, with the default wasm stack, and starts the epoch ticker thread
+    /// (stopped when the runtime drops).
     pub fn new() -> anyhow::Result<Runtime> {
+        Runtime::with_max_stack_kib(DEFAULT_MAX_STACK_KIB)
+    }
+
+    /// Like [`Runtime::new`], with the wasm stack `config` asks for (`max_stack_kib`). The
+    /// stack is an engine setting: it holds for the runtime's life, reloads included.
+    pub fn for_config(config: &PluginsConfig) -> anyhow::Result<Runtime> {
+        Runtime::with_max_stack_kib(config.max_stack_kib)
+    }
+
+    /// Like [`Runtime::new`], with a wasm stack of `kib` KiB.
+    pub fn with_max_stack_kib(kib: u32) -> anyhow::Result<Runtime> {
         let mut config = EngineConfig::new();
         config
             .epoch_interruption(true)
-            .max_wasm_stack(MAX_WASM_STACK)
+            .max_wasm_stack(kib as usize * 1024)
             .cranelift_opt_level(OptLevel::Speed);
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("wasm engine: {e}"))?;
         let linker = abi::linker(&engine).map_err(|e| anyhow::anyhow!("host calls: {e}"))?;

@@ -430,3 +430,22 @@ fn a_plugin_that_keeps_failing_to_start_is_retried_with_back_off_and_recovers() 
         );
     }
 }
+
+#[test]
+fn the_wasm_stack_is_the_configured_size() {
+    // 5000 nested calls: at least 16 bytes of native stack each (return address and frame
+    // pointer), so over 64 KiB, and far under 1024 KiB.
+    let wat = module("", "(drop (call $down (i32.const 5000)))").replace(
+        "(func $expect",
+        "(func $down (param i32) (result i32)
+           (if (result i32) (i32.eqz (local.get 0))
+             (then (i32.const 0))
+             (else (i32.add (call $down (i32.sub (local.get 0) (i32.const 1))) (i32.const 1)))))
+  (func $expect",
+    );
+    let large = Runtime::with_max_stack_kib(1024).unwrap();
+    assert_eq!(run(&load(&large, &wat)).1.unwrap(), RequestOutcome::Forward);
+    let small = Runtime::with_max_stack_kib(64).unwrap();
+    let err = run(&load(&small, &wat)).1.unwrap_err();
+    assert!(err.to_string().contains("stack overflow"), "{err}");
+}
