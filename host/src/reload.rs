@@ -497,12 +497,13 @@ impl Reloader {
             || config.server.https != state.started.server.https
             || config.server.max_connections != state.started.server.max_connections
             || config.server.workers != state.started.server.workers
+            || config.plugins.max_stack_kib != state.started.plugins.max_stack_kib
             || config.tls != state.started.tls
             || config.admin != state.started.admin
             || config.access_log.format != state.started.access_log.format
         {
             tracing::warn!(
-                "listener, connection, worker, TLS, admin and log format changes take effect at the next restart; routes, plugins, request limits and access_log.enabled are reloaded now"
+                "listener, connection, worker, wasm stack, TLS, admin and log format changes take effect at the next restart; routes, plugins, request limits and access_log.enabled are reloaded now"
             );
         }
         let mut next = Cache::default();
