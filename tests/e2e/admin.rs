@@ -78,24 +78,21 @@ fn sha256_hex(path: &Path) -> String {
         .collect()
 }
 
+/// The seed request with its key (200), then without (key-auth's 401).
+async fn admitted_then_refused(h: &Harness) {
+    let ok = h
+        .predict("/serving-uci/uci/prediction", &SEED_HEADERS)
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let no_key = [("x-instance-id", "kong_ins")];
+    let refused = h.predict("/serving-uci/uci/prediction", &no_key).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn status_routes_plugins_and_metrics_describe_the_traffic() {
     let h = Harness::start(SEED_ROUTE).await;
-    assert_eq!(
-        h.predict("/serving-uci/uci/prediction", &SEED_HEADERS)
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        h.predict(
-            "/serving-uci/uci/prediction",
-            &[("x-instance-id", "kong_ins")]
-        )
-        .await
-        .status,
-        StatusCode::UNAUTHORIZED
-    );
+    admitted_then_refused(&h).await;
     assert_eq!(
         h.predict("/uci/prediction", &SEED_HEADERS).await.status,
         StatusCode::NOT_FOUND
@@ -256,21 +253,7 @@ async fn a_failed_reload_is_reported_by_plugin_and_the_old_version_keeps_serving
     assert_eq!(status["reloads"]["last"]["error"], body["error"]);
 
     // Still served by the last good key-auth.
-    assert_eq!(
-        h.predict("/serving-uci/uci/prediction", &SEED_HEADERS)
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        h.predict(
-            "/serving-uci/uci/prediction",
-            &[("x-instance-id", "kong_ins")]
-        )
-        .await
-        .status,
-        StatusCode::UNAUTHORIZED
-    );
+    admitted_then_refused(&h).await;
 
     // The good module back: the reload finds the running version and the failure clears.
     std::fs::copy(wasmgate_tests::wasm("key-auth"), &module).unwrap();
