@@ -90,6 +90,9 @@ pub(crate) struct HostState {
     pub(crate) phase: Phase,
     /// Warnings and errors the plugin logged while starting, quoted in a load error.
     pub(crate) start_log: Option<Vec<String>>,
+    /// A buffer kept between host calls for values handed to the guest, so reading a header
+    /// does not allocate.
+    scratch: Vec<u8>,
 }
 
 impl HostState {
@@ -103,6 +106,7 @@ impl HostState {
             stream: None,
             phase: Phase::Root,
             start_log: Some(Vec::new()),
+            scratch: Vec::new(),
         }
     }
 }
@@ -231,6 +235,15 @@ fn range(data: &[u8], ptr: i32, len: i32, max: usize) -> Result<std::ops::Range<
 fn read(caller: &Caller<'_, HostState>, ptr: i32, len: i32, max: usize) -> Result<Vec<u8>, Status> {
     let data = memory(caller)?.data(caller);
     Ok(data[range(data, ptr, len, max)?].to_vec())
+}
+
+/// The guest's memory and the host state at once, so a host call can use its arguments where
+/// they are in guest memory instead of copying them out first.
+fn memory_and_state<'a>(
+    caller: &'a mut Caller<'_, HostState>,
+) -> Result<(&'a mut [u8], &'a mut HostState), Status> {
+    let mem = memory(caller)?;
+    Ok(mem.data_and_store_mut(caller))
 }
 
 fn write(caller: &mut Caller<'_, HostState>, ptr: i32, bytes: &[u8]) -> Result<(), Status> {
@@ -413,16 +426,29 @@ fn get_header_map_value(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Answer {
-    let key = or_answer!(read(&caller, key_ptr, key_len, MAX_ITEM));
-    if is_trailers(map_type) {
-        return ok(Status::NotFound);
-    }
-    let value = or_answer!(
-        or_answer!(map_for(caller.data_mut(), map_type, false))
-            .get(&key)
-            .ok_or(Status::NotFound)
-    );
-    hand_over(&mut caller, &value, ret_ptr, ret_len)
+    // The value is gathered in the state's scratch buffer, taken out for the length of the call
+    // (handing it over calls into the guest, which needs the store).
+    let mut value = std::mem::take(&mut caller.data_mut().scratch);
+    value.clear();
+    let found = (|| {
+        let (data, state) = memory_and_state(&mut caller)?;
+        let key = &data[range(data, key_ptr, key_len, MAX_ITEM)?];
+        if is_trailers(map_type) {
+            return Err(Status::NotFound);
+        }
+        let map = map_for(state, map_type, false)?;
+        if map.get_into(key, &mut value) {
+            Ok(())
+        } else {
+            Err(Status::NotFound)
+        }
+    })();
+    let answer = match found {
+        Ok(()) => hand_over(&mut caller, &value, ret_ptr, ret_len),
+        Err(status) => ok(status),
+    };
+    caller.data_mut().scratch = value;
+    answer
 }
 
 /// How a single-header edit changes the map.
@@ -439,18 +465,20 @@ fn edit_header(
     key: (i32, i32),
     value: (i32, i32),
 ) -> Answer {
+    // Name and value are used where they are in guest memory: the map copies what it keeps.
+    let (data, state) = or_answer!(memory_and_state(&mut caller));
     let (key, value) = match (
-        read(&caller, key.0, key.1, MAX_ITEM),
-        read(&caller, value.0, value.1, MAX_ITEM),
+        range(data, key.0, key.1, MAX_ITEM),
+        range(data, value.0, value.1, MAX_ITEM),
     ) {
-        (Ok(k), Ok(v)) => (k, v),
+        (Ok(k), Ok(v)) => (&data[k], &data[v]),
         (Err(status), _) | (_, Err(status)) => return ok(status),
     };
-    let status = match map_for(caller.data_mut(), map_type, true) {
+    let status = match map_for(state, map_type, true) {
         Ok(mut map) => {
             let result = match edit {
-                Edit::Add => map.add(&key, &value),
-                Edit::Replace => map.replace(&key, &value),
+                Edit::Add => map.add(key, value),
+                Edit::Replace => map.replace(key, value),
             };
             result.map_or(Status::BadArgument, |()| Status::Ok)
         }
@@ -465,11 +493,10 @@ fn remove_header(
     key_ptr: i32,
     key_len: i32,
 ) -> Answer {
-    let key = or_answer!(read(&caller, key_ptr, key_len, MAX_ITEM));
-    let status = match map_for(caller.data_mut(), map_type, true) {
-        Ok(mut map) => map
-            .remove(&key)
-            .map_or(Status::BadArgument, |()| Status::Ok),
+    let (data, state) = or_answer!(memory_and_state(&mut caller));
+    let key = &data[or_answer!(range(data, key_ptr, key_len, MAX_ITEM))];
+    let status = match map_for(state, map_type, true) {
+        Ok(mut map) => map.remove(key).map_or(Status::BadArgument, |()| Status::Ok),
         Err(status) => status,
     };
     ok(status)
@@ -634,9 +661,27 @@ fn get_property(
 
 // ---- logging and time -----------------------------------------------------------------------
 
-fn log(caller: &mut Caller<'_, HostState>, level: i32, message: &[u8]) {
+/// Whether a plugin's line at `level` goes anywhere: the log filter wants it, or it is a warning
+/// or error while the plugin starts (quoted in a load error).
+fn log_wanted(state: &HostState, level: i32) -> bool {
+    use tracing::Level;
+    let enabled = match level {
+        0 => tracing::enabled!(target: "wasmgate::plugin", Level::TRACE),
+        1 => tracing::enabled!(target: "wasmgate::plugin", Level::DEBUG),
+        2 => tracing::enabled!(target: "wasmgate::plugin", Level::INFO),
+        3 => tracing::enabled!(target: "wasmgate::plugin", Level::WARN),
+        _ => tracing::enabled!(target: "wasmgate::plugin", Level::ERROR),
+    };
+    enabled || (level >= 3 && state.start_log.is_some())
+}
+
+fn log(state: &mut HostState, level: i32, message: &[u8]) {
+    // Plugins log on every request at debug level; with the filter off, the line is neither
+    // copied nor converted.
+    if !log_wanted(state, level) {
+        return;
+    }
     let message = String::from_utf8_lossy(message);
-    let state = caller.data_mut();
     let plugin = &*state.plugin;
     match level {
         0 => tracing::trace!(target: "wasmgate::plugin", plugin, "{message}"),
@@ -654,13 +699,10 @@ fn log(caller: &mut Caller<'_, HostState>, level: i32, message: &[u8]) {
 }
 
 fn proxy_log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> Answer {
-    match read(&caller, ptr, len, MAX_ITEM) {
-        Ok(message) => {
-            log(&mut caller, level, &message);
-            ok(Status::Ok)
-        }
-        Err(status) => ok(status),
-    }
+    let (data, state) = or_answer!(memory_and_state(&mut caller));
+    let message = &data[or_answer!(range(data, ptr, len, MAX_ITEM))];
+    log(state, level, message);
+    ok(Status::Ok)
 }
 
 fn log_level() -> u32 {
@@ -710,7 +752,7 @@ fn fd_write(
     let written = text.len() as u32;
     let trimmed = text.strip_suffix(b"\n").unwrap_or(&text);
     if !trimmed.is_empty() {
-        log(&mut caller, if fd == 1 { 2 } else { 3 }, trimmed);
+        log(caller.data_mut(), if fd == 1 { 2 } else { 3 }, trimmed);
     }
     Ok(write_u32(&mut caller, ret_written, written).map_or(WASI_EINVAL, |()| WASI_SUCCESS))
 }

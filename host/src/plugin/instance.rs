@@ -377,7 +377,7 @@ impl Plugin {
         live.store.set_epoch_deadline(ticks);
         let data = live.store.data_mut();
         data.phase = phase;
-        data.stream = Some(std::mem::take(stream));
+        data.stream = Some(Stream::take(stream));
         // A panic in a host call (a bug of ours a plugin found) must not leave a half-run guest
         // in service: it is caught here and the instance discarded like after a trap.
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {

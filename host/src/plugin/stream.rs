@@ -90,6 +90,30 @@ pub struct Stream {
     pub request_end_of_stream: bool,
 }
 
+impl Stream {
+    /// Moves the stream out of `slot`, leaving an empty one. Unlike `std::mem::take` it does not
+    /// allocate (`RequestHead::default` has a `/` path): the stream is moved in and out of the
+    /// plugin's store around every call.
+    pub(crate) fn take(slot: &mut Stream) -> Stream {
+        std::mem::replace(
+            slot,
+            Stream {
+                request: RequestHead {
+                    method: Method::GET,
+                    path: String::new(),
+                    authority: String::new(),
+                    scheme: "http",
+                    headers: HeaderMap::new(),
+                },
+                response: None,
+                local_response: None,
+                info: None,
+                request_end_of_stream: false,
+            },
+        )
+    }
+}
+
 /// Most headers a plugin may leave in one map. Far above any real request (the server accepts
 /// `server.max_headers`), far below what would let a plugin make the host allocate without end.
 pub(crate) const MAX_PAIRS: usize = 1024;
@@ -170,23 +194,43 @@ impl MapMut<'_> {
     }
 
     /// The value of `name` (case-insensitive); repeated headers are joined with `,`.
+    #[cfg(test)]
     pub(crate) fn get(&self, name: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.get_into(name, &mut out).then_some(out)
+    }
+
+    /// Appends the value of `name` to `out`, as [`MapMut::get`] gives it; false when there is
+    /// none. Looks the name up without building a `HeaderName` (which allocates for every
+    /// non-standard name) and pseudo-headers without formatting the others: this runs for every
+    /// header a plugin reads.
+    pub(crate) fn get_into(&self, name: &[u8], out: &mut Vec<u8>) -> bool {
         if name.first() == Some(&b':') {
-            let name = std::str::from_utf8(name).ok()?;
-            return self
-                .pseudo()
-                .into_iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.into_bytes());
+            let value: &str = match (self, name) {
+                (MapMut::Request(r), b":authority") => &r.authority,
+                (MapMut::Request(r), b":path") => &r.path,
+                (MapMut::Request(r), b":method") => r.method.as_str(),
+                (MapMut::Request(r), b":scheme") => r.scheme,
+                (MapMut::Response(r), b":status") => r.status.as_str(),
+                _ => return false,
+            };
+            out.extend_from_slice(value.as_bytes());
+            return true;
         }
-        let name = header_name(name).ok()?;
-        let mut values = self.headers().get_all(&name).iter();
-        let first = values.next()?.as_bytes().to_vec();
-        Some(values.fold(first, |mut acc, v| {
-            acc.push(b',');
-            acc.extend_from_slice(v.as_bytes());
-            acc
-        }))
+        // A name that is not valid UTF-8 is not a valid header name: nothing has it.
+        let Ok(name) = std::str::from_utf8(name) else {
+            return false;
+        };
+        let mut values = self.headers().get_all(name).iter();
+        let Some(first) = values.next() else {
+            return false;
+        };
+        out.extend_from_slice(first.as_bytes());
+        for v in values {
+            out.push(b',');
+            out.extend_from_slice(v.as_bytes());
+        }
+        true
     }
 
     fn set_pseudo(&mut self, name: &[u8], value: &[u8]) -> Result<(), BadHeader> {
@@ -261,7 +305,9 @@ impl MapMut<'_> {
         if name.first() == Some(&b':') {
             return Err(BadHeader);
         }
-        if let Ok(name) = header_name(name) {
+        // Looked up by `&str`: no `HeaderName` (an allocation) for a name only being removed.
+        // An invalid name is in no map, so there is nothing to remove.
+        if let Ok(name) = std::str::from_utf8(name) {
             self.headers_mut().remove(name);
         }
         Ok(())
