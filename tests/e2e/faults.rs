@@ -180,8 +180,12 @@ async fn a_slow_stream_is_not_cut_while_bytes_flow() {
     );
 }
 
-#[tokio::test]
-async fn a_client_that_leaves_frees_the_upstream() {
+/// An upstream that takes one request and never answers it. The first receiver says when the
+/// request's head has arrived; the second whether the gateway then closed the connection within
+/// `wait` (the request body may still arrive; only the end of the connection counts).
+async fn never_answering_upstream(
+    wait: Duration,
+) -> (SocketAddr, oneshot::Receiver<()>, oneshot::Receiver<bool>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (seen_tx, seen_rx) = oneshot::channel();
@@ -190,10 +194,8 @@ async fn a_client_that_leaves_frees_the_upstream() {
         let (mut stream, _) = listener.accept().await.unwrap();
         read_head(&mut stream).await;
         let _ = seen_tx.send(());
-        // Inference "in progress": wait to see whether the gateway hangs up.
-        // (The request body may still arrive; only the end of the connection counts.)
         let mut buf = [0u8; 64];
-        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        let closed = tokio::time::timeout(wait, async {
             loop {
                 match stream.read(&mut buf).await {
                     Ok(0) | Err(_) => return,
@@ -205,6 +207,13 @@ async fn a_client_that_leaves_frees_the_upstream() {
         .is_ok();
         let _ = closed_tx.send(closed);
     });
+    (addr, seen_rx, closed_rx)
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_frees_the_upstream() {
+    // Inference "in progress": the upstream waits to see whether the gateway hangs up.
+    let (addr, seen_rx, closed_rx) = never_answering_upstream(Duration::from_secs(5)).await;
     let mut text = route_to(addr);
     text = text.replace("timeout_ms = 300", "timeout_ms = 10000");
     let h = Harness::start(&text).await;
@@ -228,28 +237,7 @@ async fn a_client_that_leaves_frees_the_upstream() {
 
 #[tokio::test]
 async fn shutdown_closes_connections_still_busy_after_the_shutdown_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (seen_tx, seen_rx) = oneshot::channel();
-    let (closed_tx, closed_rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        read_head(&mut stream).await;
-        let _ = seen_tx.send(());
-        // Never answers; reports whether the gateway hung up.
-        let mut buf = [0u8; 64];
-        let closed = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                match stream.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await
-        .is_ok();
-        let _ = closed_tx.send(closed);
-    });
+    let (addr, seen_rx, closed_rx) = never_answering_upstream(Duration::from_secs(20)).await;
     // The upstream may take a minute to answer; shutdown gives requests 300 ms.
     let routes = route_to(addr).replace("timeout_ms = 300", "timeout_ms = 60000");
     let h = Harness::start_full("shutdown_timeout_ms = 300", move |_| routes).await;
