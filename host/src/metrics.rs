@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::plugin::CallError;
 
@@ -130,56 +130,59 @@ impl Metrics {
     /// Fresh series, all at zero, with the clock for uptime started now.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("wasmgate");
-        let requests = Family::default();
-        registry.register(
+        // Registers a series and keeps a handle to it (handles share the series' values).
+        fn add<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+            registry.register(name, help, metric.clone());
+            metric
+        }
+        let r = &mut registry;
+        let requests = add(
+            r,
             "requests",
             "Requests answered, by route and status (route is empty when none matched)",
-            requests.clone(),
+            Family::default(),
         );
-        let request_duration: Histograms<RouteLabels> =
-            Family::new_with_constructor(request_buckets);
-        registry.register(
+        let request_duration = add(
+            r,
             "request_duration_seconds",
             "Time from the request's arrival to the response head, by route",
-            request_duration.clone(),
+            Histograms::<RouteLabels>::new_with_constructor(request_buckets),
         );
-        let upstream_duration: Histograms<RouteLabels> =
-            Family::new_with_constructor(request_buckets);
-        registry.register(
+        let upstream_duration = add(
+            r,
             "upstream_duration_seconds",
             "Time from sending the request upstream to the upstream's response head, by route",
-            upstream_duration.clone(),
+            Histograms::<RouteLabels>::new_with_constructor(request_buckets),
         );
-        let plugin_duration: Histograms<PluginLabels> =
-            Family::new_with_constructor(plugin_buckets);
-        registry.register(
+        let plugin_duration = add(
+            r,
             "plugin_call_duration_seconds",
             "Time spent in each call into a plugin (request and response headers), by route and plugin",
-            plugin_duration.clone(),
+            Histograms::<PluginLabels>::new_with_constructor(plugin_buckets),
         );
-        let plugin_failures = Family::default();
-        registry.register(
+        let plugin_failures = add(
+            r,
             "plugin_failures",
             "Plugin calls that failed, by route, plugin and kind (trap, timeout, unavailable, misbehaved)",
-            plugin_failures.clone(),
+            Family::default(),
         );
-        let reloads = Family::default();
-        registry.register(
+        let reloads = add(
+            r,
             "reloads",
             "Reload attempts by result: swapped, unchanged or failed",
-            reloads.clone(),
+            Family::default(),
         );
-        let open_connections = Family::default();
-        registry.register(
+        let open_connections = add(
+            r,
             "open_connections",
             "Client connections open now, by listener",
-            open_connections.clone(),
+            Family::default(),
         );
-        let connections = Family::default();
-        registry.register(
+        let connections = add(
+            r,
             "connections",
             "Client connections accepted, by listener",
-            connections.clone(),
+            Family::default(),
         );
         Metrics {
             registry,
