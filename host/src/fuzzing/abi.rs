@@ -744,22 +744,6 @@ const PROPERTIES: &[&[u8]] = &[
 
 const FILLS: &[usize] = &[MAX_ITEM - 1, MAX_ITEM, MAX_ITEM + 1, MAX_MAP_BYTES + 1];
 
-/// The spec's serialized map.
-fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k);
-        out.push(0);
-        out.extend_from_slice(v);
-        out.push(0);
-    }
-    out
-}
-
 /// One record of the program.
 #[derive(Clone)]
 struct Record {
@@ -878,7 +862,7 @@ impl Case {
                     let pairs: Vec<(&[u8], &[u8])> = (0..input.byte() % 6)
                         .map(|_| (input.pick(NAMES), input.pick(VALUES)))
                         .collect();
-                    let mut map = serialize(&pairs);
+                    let mut map = crate::plugin::serialize_pairs(&pairs);
                     // Now and then a malformed one: cut short or with a lying count.
                     match input.byte() % 8 {
                         0 => map.truncate(map.len().saturating_sub(1)),

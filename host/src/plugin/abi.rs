@@ -291,21 +291,22 @@ fn hand_over(
 
 // ---- header maps ----------------------------------------------------------------------------
 
-fn serialize_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+/// The spec's serialized map of `pairs` (the inverse of [`deserialize_pairs`]).
+pub(crate) fn serialize_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
     let size: usize = 4 + pairs
         .iter()
-        .map(|(k, v)| 8 + k.len() + v.len() + 2)
+        .map(|(k, v)| 8 + k.as_ref().len() + v.as_ref().len() + 2)
         .sum::<usize>();
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(k.as_ref().len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.as_ref().len() as u32).to_le_bytes());
     }
     for (k, v) in pairs {
-        out.extend_from_slice(k);
+        out.extend_from_slice(k.as_ref());
         out.push(0);
-        out.extend_from_slice(v);
+        out.extend_from_slice(v.as_ref());
         out.push(0);
     }
     out
@@ -390,7 +391,7 @@ fn get_header_map_pairs(
 fn get_header_map_size(mut caller: Caller<'_, HostState>, map_type: i32, ret_size: i32) -> Answer {
     // Trailers read as an empty map, as in get_header_map_pairs.
     let size = if is_trailers(map_type) {
-        serialize_pairs(&[]).len()
+        serialize_pairs::<&[u8], &[u8]>(&[]).len()
     } else {
         serialize_pairs(&or_answer!(map_for(caller.data_mut(), map_type, false)).pairs()).len()
     };

@@ -19,6 +19,9 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 use wasmtime::{Config as EngineConfig, Engine, Linker, Module, OptLevel};
 
+/// The fuzz harness builds its serialized maps as the host does.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use abi::serialize_pairs;
 pub use chain::{Chain, ChainRun, RequestOutcome};
 pub use instance::Plugin;
 pub use stream::{LocalResponse, RequestHead, RequestInfo, ResponseHead, Stream};
