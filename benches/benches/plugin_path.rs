@@ -8,6 +8,10 @@
 //!   response hook, end of context), as one route with that plugin alone would run it.
 //! - `chain/*`: the seed route's three-plugin chain over the same request, and an empty chain.
 //!
+//! Time is the benchmark thread's CPU time, not the wall clock: on a shared virtual machine the
+//! wall clock also counts time the hypervisor gave to other guests (steal), which made two runs
+//! of the same code differ by 20% and more.
+//!
 //! Plugins come from `target/wasm` (`make wasm`), or `WASMGATE_WASM_DIR`. Every figure is
 //! measured, not asserted: the only checks are that each plugin let the seed request through
 //! (so the success path is the one measured). `cargo bench -p wasmgate-benches`.
@@ -18,13 +22,49 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BatchSize, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use wasmgate::config::FailurePolicy;
 use wasmgate::plugin::{
     Chain, Limits, Plugin, RequestHead, RequestInfo, RequestOutcome, ResponseHead, Runtime, Stream,
 };
 use wasmgate_benches::{SEED_BODY, SEED_INSTANCE, SEED_KEY, SEED_KEY_SHA256, UPSTREAM_ANSWER};
+
+/// Criterion's measurement of the thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), shown like the
+/// wall clock's durations.
+struct ThreadCpu(WallTime);
+
+type Criterion = criterion::Criterion<ThreadCpu>;
+
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+impl Measurement for ThreadCpu {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.0.formatter()
+    }
+}
 
 /// A proxy-wasm module that does nothing in every callback: the cost of the host alone.
 const NOOP_WAT: &str = r#"(module
@@ -113,7 +153,7 @@ fn seed_plugins(rt: &Runtime) -> SeedPlugins {
 
 /// The seed's prediction request as the gateway hands it to the chain: the headers wrk and
 /// h2load send in `make bench-load` (hop-by-hop and `host` already taken off by the proxy).
-fn seed_stream() -> Stream {
+fn seed_stream() -> Box<Stream> {
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: &str| {
         headers.append(name, HeaderValue::from_str(value).expect("valid value"));
@@ -124,7 +164,7 @@ fn seed_stream() -> Stream {
     put("content-length", &SEED_BODY.len().to_string());
     put("user-agent", "bench");
     put("accept", "*/*");
-    Stream {
+    Box::new(Stream {
         request: RequestHead {
             method: Method::POST,
             path: "/serving-uci/uci/prediction".into(),
@@ -142,7 +182,7 @@ fn seed_stream() -> Stream {
             id: "0123456789abcdef0123456789abcdef".into(),
         })),
         request_end_of_stream: false,
-    }
+    })
 }
 
 /// The fixed-answer upstream's response head, after the proxy took off hop-by-hop headers.
@@ -165,7 +205,11 @@ fn upstream_head() -> ResponseHead {
 
 /// One request through `chain` the way the proxy runs it: request hooks, the upstream's head,
 /// response hooks, end of every context.
-fn request(chain: &Chain, stream: &mut Stream, head: &mut Option<ResponseHead>) -> RequestOutcome {
+fn request(
+    chain: &Chain,
+    stream: &mut Box<Stream>,
+    head: &mut Option<ResponseHead>,
+) -> RequestOutcome {
     let (mut run, outcome) = chain.on_request(stream);
     let outcome = outcome.expect("no plugin failure");
     stream.response = head.take();
@@ -175,7 +219,7 @@ fn request(chain: &Chain, stream: &mut Stream, head: &mut Option<ResponseHead>) 
 }
 
 /// Checks once, outside any timing, that `chain` lets the seed request through.
-fn check_forwards(chain: &Chain) -> Stream {
+fn check_forwards(chain: &Chain) -> Box<Stream> {
     let mut stream = seed_stream();
     let outcome = request(chain, &mut stream, &mut Some(upstream_head()));
     assert_eq!(
@@ -263,7 +307,8 @@ fn benches(c: &mut Criterion) {
 
 fn config() -> Criterion {
     // Short enough for two busy cores; `--measurement-time` on the command line overrides it.
-    Criterion::default()
+    criterion::Criterion::default()
+        .with_measurement(ThreadCpu(WallTime))
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(50)

@@ -1009,14 +1009,14 @@ impl Case {
         })
     }
 
-    fn stream(&self) -> Stream {
-        Stream {
+    fn stream(&self) -> Box<Stream> {
+        Box::new(Stream {
             request: self.request.clone(),
             response: None,
             local_response: None,
             info: self.info.then(Case::info),
             request_end_of_stream: self.request_eos,
-        }
+        })
     }
 }
 
@@ -1315,7 +1315,7 @@ fn run(case: &Case) {
     }
 
     // The plugin still serves: a fresh request, on the same instance or its replacement.
-    let mut probe = Stream {
+    let mut probe = Box::new(Stream {
         request: RequestHead {
             path: "/serving-uci/probe".into(),
             ..RequestHead::default()
@@ -1323,7 +1323,7 @@ fn run(case: &Case) {
         info: Some(Case::info()),
         request_end_of_stream: true,
         ..Stream::default()
-    };
+    });
     let (mut probe_run, outcome) = chain.on_request(&mut probe);
     assert!(
         matches!(outcome, Ok(RequestOutcome::Forward)),

@@ -84,9 +84,14 @@ pub(crate) struct HostState {
     pub(crate) plugin: Arc<str>,
     pub(crate) plugin_config: Arc<[u8]>,
     pub(crate) memory: Option<Memory>,
-    pub(crate) alloc: Option<TypedFunc<i32, i32>>,
-    /// The request being worked on, moved in for the length of one HTTP callback.
-    pub(crate) stream: Option<Stream>,
+    /// The guest's allocator. In an `Arc`: cloning a `TypedFunc` clones its registered type
+    /// (five atomic reference counts up, then down) and every value handed over needs one.
+    pub(crate) alloc: Option<Arc<TypedFunc<i32, i32>>>,
+    /// The request being worked on, swapped in for the length of one HTTP callback.
+    pub(crate) stream: Option<Box<Stream>>,
+    /// An empty stream left in the caller's place while its own is in here: swapping two boxes
+    /// moves no request data and allocates nothing.
+    pub(crate) spare: Option<Box<Stream>>,
     pub(crate) phase: Phase,
     /// Warnings and errors the plugin logged while starting, quoted in a load error.
     pub(crate) start_log: Option<Vec<String>>,
@@ -104,6 +109,7 @@ impl HostState {
             memory: None,
             alloc: None,
             stream: None,
+            spare: None,
             phase: Phase::Root,
             start_log: Some(Vec::new()),
             scratch: Vec::new(),
@@ -276,6 +282,7 @@ fn hand_over(
         let result = write_u32(caller, ret_ptr, 0).and_then(|()| write_u32(caller, ret_len, 0));
         return ok(result.err().unwrap_or(Status::Ok));
     }
+    // Cloned, not taken out: an allocator may itself make host calls that hand bytes over.
     let Some(alloc) = caller.data().alloc.clone() else {
         return ok(Status::InvalidMemoryAccess);
     };
@@ -802,9 +809,13 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
         ENV,
         "proxy_get_log_level",
         |mut c: Caller<'_, HostState>, ret: i32| {
-            ok(write_u32(&mut c, ret, log_level())
-                .err()
-                .unwrap_or(Status::Ok))
+            // While the plugin starts, its warnings are kept for the load error whatever the
+            // filter says (`log_wanted`): an SDK that asks first must still send them.
+            let level = match c.data().start_log {
+                Some(_) => log_level().min(3),
+                None => log_level(),
+            };
+            ok(write_u32(&mut c, ret, level).err().unwrap_or(Status::Ok))
         },
     )?;
     l.func_wrap(

@@ -191,7 +191,7 @@ impl Plugin {
             .or_else(|_| instance.get_typed_func::<i32, i32>(&mut store, "malloc"))
             .map_err(|e| format!("bad proxy_on_memory_allocate export: {e}"))?;
         store.data_mut().memory = memory;
-        store.data_mut().alloc = Some(alloc);
+        store.data_mut().alloc = Some(Arc::new(alloc));
         let exports = Exports::lookup(&instance, &mut store)?;
 
         let run = |store: &mut Store<HostState>,
@@ -361,7 +361,7 @@ impl Plugin {
     fn call<R>(
         &self,
         ctx: &ContextHandle,
-        stream: &mut Stream,
+        stream: &mut Box<Stream>,
         phase: Phase,
         f: impl FnOnce(&Exports, &mut Store<HostState>, i32) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
@@ -377,7 +377,13 @@ impl Plugin {
         live.store.set_epoch_deadline(ticks);
         let data = live.store.data_mut();
         data.phase = phase;
-        data.stream = Some(Stream::take(stream));
+        // The request is swapped in as a box, an empty one left in its place: host calls see it
+        // in the store without its ~500 bytes being copied in and out around every call.
+        let placeholder = data
+            .spare
+            .take()
+            .unwrap_or_else(|| Box::new(Stream::empty()));
+        data.stream = Some(std::mem::replace(stream, placeholder));
         // A panic in a host call (a bug of ours a plugin found) must not leave a half-run guest
         // in service: it is caught here and the instance discarded like after a trap.
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -395,7 +401,7 @@ impl Plugin {
         });
         let data = live.store.data_mut();
         if let Some(s) = data.stream.take() {
-            *stream = s;
+            data.spare = Some(std::mem::replace(stream, s));
         }
         data.phase = Phase::Root;
         result.map_err(|e| {
@@ -409,7 +415,7 @@ impl Plugin {
     pub(crate) fn on_request_headers(
         &self,
         ctx: &ContextHandle,
-        stream: &mut Stream,
+        stream: &mut Box<Stream>,
     ) -> Result<Action, CallError> {
         let count = (4 + stream.request.headers.len()) as i32;
         let eos = i32::from(stream.request_end_of_stream);
@@ -428,7 +434,7 @@ impl Plugin {
     pub(crate) fn on_response_headers(
         &self,
         ctx: &ContextHandle,
-        stream: &mut Stream,
+        stream: &mut Box<Stream>,
         end_of_stream: bool,
     ) -> Result<Action, CallError> {
         let count = stream.response.as_ref().map_or(0, |r| 1 + r.headers.len()) as i32;
@@ -447,7 +453,7 @@ impl Plugin {
 
     /// `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`: the end of the context. Failures are
     /// logged; the response is already decided.
-    pub(crate) fn finish(&self, ctx: &ContextHandle, stream: &mut Stream) {
+    pub(crate) fn finish(&self, ctx: &ContextHandle, stream: &mut Box<Stream>) {
         let result = self.call(ctx, stream, Phase::Log, |e, store, id| {
             if let Some(f) = &e.on_done {
                 f.call(&mut *store, id)?;
@@ -467,7 +473,7 @@ impl Plugin {
 
     /// `proxy_on_delete` alone, for a context whose request ended early (an error elsewhere).
     pub(crate) fn delete(&self, ctx: &ContextHandle) {
-        let mut scratch = Stream::default();
+        let mut scratch = Box::new(Stream::empty());
         let _ = self.call(ctx, &mut scratch, Phase::Log, |e, store, id| {
             match &e.on_delete {
                 Some(f) => f.call(store, id),

@@ -91,26 +91,22 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// Moves the stream out of `slot`, leaving an empty one. Unlike `std::mem::take` it does not
-    /// allocate (`RequestHead::default` has a `/` path): the stream is moved in and out of the
-    /// plugin's store around every call.
-    pub(crate) fn take(slot: &mut Stream) -> Stream {
-        std::mem::replace(
-            slot,
-            Stream {
-                request: RequestHead {
-                    method: Method::GET,
-                    path: String::new(),
-                    authority: String::new(),
-                    scheme: "http",
-                    headers: HeaderMap::new(),
-                },
-                response: None,
-                local_response: None,
-                info: None,
-                request_end_of_stream: false,
+    /// A stream with nothing in it. Unlike `Stream::default` it does not allocate
+    /// (`RequestHead::default` has a `/` path).
+    pub(crate) fn empty() -> Stream {
+        Stream {
+            request: RequestHead {
+                method: Method::GET,
+                path: String::new(),
+                authority: String::new(),
+                scheme: "http",
+                headers: HeaderMap::new(),
             },
-        )
+            response: None,
+            local_response: None,
+            info: None,
+            request_end_of_stream: false,
+        }
     }
 }
 

@@ -55,17 +55,17 @@ fn load(runtime: &Runtime, wat: &str) -> Arc<Plugin> {
         .expect("starts")
 }
 
-fn stream() -> Stream {
-    Stream {
+fn stream() -> Box<Stream> {
+    Box::new(Stream {
         request: RequestHead {
             path: "/serving-uci/x".into(),
             ..RequestHead::default()
         },
         ..Stream::default()
-    }
+    })
 }
 
-fn run(plugin: &Arc<Plugin>) -> (Stream, Result<RequestOutcome, CallError>) {
+fn run(plugin: &Arc<Plugin>) -> (Box<Stream>, Result<RequestOutcome, CallError>) {
     let chain = Chain::new(vec![plugin.clone()]);
     let mut s = stream();
     let (_run, outcome) = chain.on_request(&mut s);

@@ -279,7 +279,7 @@ impl Gateway {
             self.request_id_prefix,
             self.next_request.fetch_add(1, Ordering::Relaxed)
         );
-        let mut stream = Stream {
+        let mut stream = Box::new(Stream {
             request: RequestHead {
                 method: parts.method,
                 path: path_and_query,
@@ -301,7 +301,7 @@ impl Gateway {
                 id: id.clone(),
             })),
             request_end_of_stream: body.is_end_stream(),
-        };
+        });
 
         let (mut run, outcome) = route.chain.on_request(&mut stream);
         trace.consumer = stream.request.headers.get(CONSUMER_HEADER).cloned();
