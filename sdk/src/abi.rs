@@ -120,7 +120,7 @@ pub mod exports {
 }
 
 #[cfg(target_arch = "wasm32")]
-pub(crate) use wasm::{current_time_nanos, log};
+pub(crate) use wasm::{current_time_nanos, log, log_level};
 
 #[cfg(target_arch = "wasm32")]
 mod wasm {
@@ -200,6 +200,7 @@ mod wasm {
             return_value_size: *mut usize,
         ) -> u32;
         fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+        fn proxy_get_log_level(return_level: *mut u32) -> u32;
     }
 
     /// Takes ownership of a buffer the host placed in guest memory through
@@ -233,6 +234,14 @@ mod wasm {
         // SAFETY: the pointer and length describe `message`, which outlives the call; the host
         // only reads them.
         let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+    }
+
+    /// The host's log level (the lowest level it keeps), or `None` when it cannot tell.
+    pub(crate) fn log_level() -> Option<u32> {
+        let mut level: u32 = 0;
+        // SAFETY: `level` is a live local that the host writes once (4 bytes).
+        let status = unsafe { proxy_get_log_level(&mut level) };
+        (status == STATUS_OK).then_some(level)
     }
 
     /// The host's wall-clock time in nanoseconds since the Unix epoch, or the host's status when

@@ -2,7 +2,8 @@
 //! each, and what a hook's [`Decision`] means for the host. The ABI module only moves bytes between
 //! the host and this module, so the logic here is unit-tested natively.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use crate::config::build_plugin;
@@ -35,9 +36,33 @@ impl<P: Plugin> Hooks for P {
 
 /// One HTTP request's context.
 struct HttpContext {
-    root: u32,
+    /// The configured plugin of its root context when it was created (`None`: not configured);
+    /// a request keeps the configuration it started with.
+    plugin: Option<Rc<dyn Hooks>>,
     /// The plugin answered this request itself: its response hook is not run on that answer.
     answered: bool,
+}
+
+/// Hashes context ids, small integers the host hands out in sequence, with one multiplication
+/// (Fibonacci hashing). The default SipHash cost more than the rest of a callback; the ids come
+/// from the host, which the module trusts, so flooding is not a concern.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.0 = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// All the state of one module instance: root contexts (one per plugin configuration) and the
@@ -46,7 +71,9 @@ struct HttpContext {
 pub(crate) struct Dispatcher {
     /// Root context id -> the configured plugin (`None` until a configure succeeds).
     roots: BTreeMap<u32, Option<Rc<dyn Hooks>>>,
-    contexts: BTreeMap<u32, HttpContext>,
+    /// A hash map keeps its table when emptied, so a context created and deleted per request
+    /// allocates nothing once warm (a `BTreeMap` frees its last node and allocates it again).
+    contexts: HashMap<u32, HttpContext, BuildHasherDefault<IdHasher>>,
 }
 
 /// Answer for a request whose plugin has no valid configuration: fail closed.
@@ -61,10 +88,11 @@ impl Dispatcher {
         if parent == 0 {
             self.roots.entry(id).or_insert(None);
         } else {
+            let plugin = self.roots.get(&parent).cloned().flatten();
             self.contexts.insert(
                 id,
                 HttpContext {
-                    root: parent,
+                    plugin,
                     answered: false,
                 },
             );
@@ -86,11 +114,6 @@ impl Dispatcher {
         }
     }
 
-    fn plugin_of(&self, ctx: u32) -> Option<Rc<dyn Hooks>> {
-        let root = self.contexts.get(&ctx)?.root;
-        self.roots.get(&root)?.clone()
-    }
-
     /// `proxy_on_request_headers`: runs the plugin's request hook over `headers`; a local
     /// response goes out through `send` and pauses the request.
     pub(crate) fn request_headers(
@@ -99,7 +122,8 @@ impl Dispatcher {
         headers: &mut dyn HeaderBackend,
         send: &mut dyn FnMut(&LocalResponse) -> bool,
     ) -> Action {
-        let decision = match self.plugin_of(ctx) {
+        let plugin = self.contexts.get(&ctx).and_then(|c| c.plugin.as_ref());
+        let decision = match plugin {
             Some(plugin) => plugin.on_request(&mut Request::new(headers)),
             None => Decision::Respond(not_configured()),
         };
@@ -114,10 +138,12 @@ impl Dispatcher {
         headers: &mut dyn HeaderBackend,
         send: &mut dyn FnMut(&LocalResponse) -> bool,
     ) -> Action {
-        if self.contexts.get(&ctx).is_some_and(|c| c.answered) {
-            return Action::Continue;
-        }
-        let decision = match self.plugin_of(ctx) {
+        let plugin = match self.contexts.get(&ctx) {
+            Some(c) if c.answered => return Action::Continue,
+            Some(c) => c.plugin.as_ref(),
+            None => None,
+        };
+        let decision = match plugin {
             Some(plugin) => plugin.on_response(&mut Response::new(headers)),
             None => Decision::Respond(not_configured()),
         };
@@ -312,5 +338,48 @@ mod tests {
             Action::Continue
         );
         assert_eq!(m.get("x-tag"), Some(b"old".to_vec()));
+    }
+
+    #[test]
+    fn a_request_keeps_the_configuration_it_started_with() {
+        let mut d = Dispatcher::default();
+        d.context_create(1, 0);
+        assert!(d.configure::<Tagger>(1, br#"{"tag":"old"}"#));
+        d.context_create(2, 1);
+        assert!(d.configure::<Tagger>(1, br#"{"tag":"new"}"#));
+        d.context_create(3, 1);
+        let (mut old, mut new) = (request_map(), request_map());
+        d.request_headers(2, &mut old, &mut |_| true);
+        d.request_headers(3, &mut new, &mut |_| true);
+        assert_eq!(old.get("x-tag"), Some(b"old".to_vec()));
+        assert_eq!(new.get("x-tag"), Some(b"new".to_vec()));
+        let mut resp = MemoryMap::from_pairs(&[(":status", "200")]);
+        d.response_headers(2, &mut resp, &mut |_| true);
+        assert_eq!(resp.get("x-resp-tag"), Some(b"old".to_vec()));
+    }
+
+    #[test]
+    fn many_contexts_in_flight_each_find_their_own() {
+        let mut d = Dispatcher::default();
+        d.context_create(1, 0);
+        assert!(d.configure::<Tagger>(1, br#"{"tag":"t"}"#));
+        for id in 2..2000 {
+            d.context_create(id, 1);
+        }
+        for id in (2..2000).step_by(2) {
+            d.delete(id);
+        }
+        assert_eq!(d.live_contexts(), (1, 999));
+        let mut m = request_map();
+        assert_eq!(
+            d.request_headers(1999, &mut m, &mut |_| true),
+            Action::Continue
+        );
+        let mut m = request_map();
+        // A deleted context is unknown: fail closed.
+        assert_eq!(
+            d.request_headers(1998, &mut m, &mut |_| true),
+            Action::Pause
+        );
     }
 }

@@ -45,6 +45,20 @@ pub fn log(level: Level, message: &str) {
     captured::push(level, message);
 }
 
+/// Whether a line at `level` would go anywhere: the host's log level lets it through. The
+/// logging macros ask before they format, so a muted `debug!` on every request costs one host
+/// call instead of a formatted string and a call. When the host cannot tell, lines are sent.
+#[cfg(target_arch = "wasm32")]
+pub fn enabled(level: Level) -> bool {
+    crate::abi::log_level().is_none_or(|host| level as u32 >= host)
+}
+
+/// Natively every line is kept, for [`crate::testing::take_logs`].
+#[cfg(not(target_arch = "wasm32"))]
+pub fn enabled(_level: Level) -> bool {
+    true
+}
+
 /// Logs at trace level.
 pub fn trace(message: &str) {
     log(Level::Trace, message);
@@ -73,31 +87,51 @@ pub fn error(message: &str) {
 /// `format!`-style logging at trace level: `wasmgate_sdk::trace!("x = {x}")`.
 #[macro_export]
 macro_rules! trace {
-    ($($arg:tt)*) => { $crate::log::trace(&::std::format!($($arg)*)) };
+    ($($arg:tt)*) => {
+        if $crate::log::enabled($crate::log::Level::Trace) {
+            $crate::log::trace(&::std::format!($($arg)*))
+        }
+    };
 }
 
 /// `format!`-style logging at debug level.
 #[macro_export]
 macro_rules! debug {
-    ($($arg:tt)*) => { $crate::log::debug(&::std::format!($($arg)*)) };
+    ($($arg:tt)*) => {
+        if $crate::log::enabled($crate::log::Level::Debug) {
+            $crate::log::debug(&::std::format!($($arg)*))
+        }
+    };
 }
 
 /// `format!`-style logging at info level.
 #[macro_export]
 macro_rules! info {
-    ($($arg:tt)*) => { $crate::log::info(&::std::format!($($arg)*)) };
+    ($($arg:tt)*) => {
+        if $crate::log::enabled($crate::log::Level::Info) {
+            $crate::log::info(&::std::format!($($arg)*))
+        }
+    };
 }
 
 /// `format!`-style logging at warn level.
 #[macro_export]
 macro_rules! warn {
-    ($($arg:tt)*) => { $crate::log::warn(&::std::format!($($arg)*)) };
+    ($($arg:tt)*) => {
+        if $crate::log::enabled($crate::log::Level::Warn) {
+            $crate::log::warn(&::std::format!($($arg)*))
+        }
+    };
 }
 
 /// `format!`-style logging at error level.
 #[macro_export]
 macro_rules! error {
-    ($($arg:tt)*) => { $crate::log::error(&::std::format!($($arg)*)) };
+    ($($arg:tt)*) => {
+        if $crate::log::enabled($crate::log::Level::Error) {
+            $crate::log::error(&::std::format!($($arg)*))
+        }
+    };
 }
 
 /// Natively, log lines are kept per thread (each test runs on its own thread).
