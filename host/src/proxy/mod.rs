@@ -323,11 +323,11 @@ impl Gateway {
                 if let Some(local) = &stream.local_response {
                     trace.answered_by = Some(local.plugin.clone());
                 }
-                return Ok(respond(&stream, full_body(local.body)));
+                return Ok(full_body(local.body));
             }
 
             let (body, tripwire) = Guarded::new(body, Some(self.max_body), self.body_idle);
-            let upstream_req = route.upstream_request(&stream, conn, &id, body)?;
+            let upstream_req = route.upstream_request(&mut stream, conn, &id, body)?;
             let sent_at = Instant::now();
             let sent = tokio::time::timeout(route.timeout, route.client.request(upstream_req)).await;
             let upstream_time = sent_at.elapsed();
@@ -380,7 +380,7 @@ impl Gateway {
             // A stream that stalls past the route's idle timeout ends broken for the client.
             let (body, _) = Guarded::new(body, None, route.idle_timeout);
             let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
-            Ok(respond(&stream, body))
+            Ok(body)
         }
         .await;
         if let Err(e) = &result {
@@ -391,28 +391,27 @@ impl Gateway {
             });
         }
         run.finish(&mut stream);
-        result
+        // Built after the plugins' last look at the request (on_done, on_log), so the head is
+        // moved into the response instead of copied.
+        result.map(|body| respond(&mut stream, body))
     }
 }
 
 /// The response the client gets: the answer a plugin gave in the response phase if there is
-/// one, else the response head as the plugins left it with `body`.
-fn respond(stream: &Stream, body: ResponseBody) -> Response<ResponseBody> {
-    let (status, headers, body) = match &stream.local_response {
+/// one, else the response head as the plugins left it with `body`. Takes the head out of
+/// `stream`, which is done with.
+fn respond(stream: &mut Stream, body: ResponseBody) -> Response<ResponseBody> {
+    let (status, headers, body) = match stream.local_response.take() {
         Some(local) => {
             tracing::debug!(plugin = %local.plugin, status = local.status.as_u16(), details = %local.details, "plugin replaced the response");
-            (
-                local.status,
-                local.headers.clone(),
-                full_body(local.body.clone()),
-            )
+            (local.status, local.headers, full_body(local.body))
         }
         None => {
             let head = stream
                 .response
-                .as_ref()
+                .take()
                 .expect("response head set before respond");
-            (head.status, head.headers.clone(), body)
+            (head.status, head.headers, body)
         }
     };
     let mut response = Response::new(body);
@@ -567,19 +566,25 @@ impl Route {
     /// removed and the forwarding headers set from what the gateway saw.
     fn upstream_request(
         &self,
-        stream: &Stream,
+        stream: &mut Stream,
         conn: ConnInfo,
         id: &str,
         body: Guarded<Incoming>,
     ) -> Result<Request<Guarded<Incoming>>, ProxyError> {
-        let head = &stream.request;
+        let head = &mut stream.request;
         let uri = Uri::builder()
             .scheme("http")
             .authority(self.upstream.clone())
             .path_and_query(head.path.as_str())
             .build()
             .map_err(|_| ProxyError::BadRequest("the rewritten path is not a valid URI path"))?;
-        let mut headers = head.headers.clone();
+        // Plugins may read the request headers again (response phase, on_log): they get a copy.
+        // Without plugins nothing does, and the headers move.
+        let mut headers = if self.chain.plugins().is_empty() {
+            std::mem::take(&mut head.headers)
+        } else {
+            head.headers.clone()
+        };
         // Plugins may have added connection-level headers back.
         strip_hop_by_hop(&mut headers);
         let value = |s: &str| HeaderValue::from_str(s).ok();
