@@ -90,6 +90,11 @@ enum PluginCommand {
     },
 }
 
+/// mimalloc instead of the system allocator (host/Cargo.toml says why; BENCHMARKS.md what it
+/// bought).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
