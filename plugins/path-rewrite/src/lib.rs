@@ -67,24 +67,28 @@ impl PathRewrite {
     pub fn rewrite(&self, path: &str) -> Option<String> {
         let rest = if self.prefix == "/" {
             // Every origin-form path starts with `/`; keep that slash as the separator unless
-            // nothing follows it.
+            // nothing follows it (then the rest is the whole path, slash included).
             let rest = path.strip_prefix('/')?;
             if rest.is_empty() || rest.starts_with('?') {
-                rest.to_owned()
+                rest
             } else {
-                format!("/{rest}")
+                path
             }
         } else {
             let rest = path.strip_prefix(self.prefix.as_str())?;
             if !(rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')) {
                 return None;
             }
-            rest.to_owned()
+            rest
         };
-        let mut new = format!("{}{rest}", self.replacement);
-        if new.is_empty() || new.starts_with('?') {
-            new.insert(0, '/');
+        // Built by hand, not with `format!`: this runs on every request, and the formatting
+        // machinery cost more than the rewrite itself.
+        let mut new = String::with_capacity(1 + self.replacement.len() + rest.len());
+        if self.replacement.is_empty() && (rest.is_empty() || rest.starts_with('?')) {
+            new.push('/');
         }
+        new.push_str(&self.replacement);
+        new.push_str(rest);
         (new != path).then_some(new)
     }
 }
