@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all toolchain wasm build demo test lint fmt clean fuzz-smoke bench bench-load
+.PHONY: all toolchain wasm build demo test lint fmt clean fuzz-smoke bench bench-load bench-count
 
 all: build
 
@@ -45,6 +45,11 @@ bench: wasm
 # Installs nginx, its Lua module, wrk and h2load when missing; not part of `make test`.
 bench-load: wasm
 	scripts/bench-load.sh
+
+# Instructions per request (callgrind): the plugin path's criterion benches and the whole
+# gateway under wrk. Exact where times vary by 15-20% on this machine (BENCHMARKS.md).
+bench-count: wasm
+	scripts/count-instructions.sh
 
 clean:
 	$(CARGO) clean
