@@ -147,9 +147,9 @@ for name in none plugins; do
         --data-binary "$BODY" "$url")
     [ "$status" = 200 ] || die "$name: the seed request got $status, not 200"
     wrk -t1 -c8 -d3s -s "$OUT/seed.lua" "$url" >/dev/null
-    callgrind_control -z "$pid" >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1
     wrk -t1 -c8 -d"${DURATION}s" -s "$OUT/seed.lua" "$url" >"$OUT/wrk-$name.txt"
-    callgrind_control -d "$pid" >/dev/null
+    callgrind_control -d "$pid" >/dev/null 2>&1
     sleep 1
     requests=$(awk '/requests in/ { print $1 }' "$OUT/wrk-$name.txt")
     ! grep -q 'Non-2xx' "$OUT/wrk-$name.txt" || die "$name: wrk saw non-2xx answers ($OUT/wrk-$name.txt)"
