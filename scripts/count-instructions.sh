@@ -139,7 +139,7 @@ for name in none plugins; do
         target/release/wasmgate run --config "$OUT/$name.toml" 2>"$OUT/gateway-$name.log" &
     pid=$!
     PIDS+=($pid)
-    for _ in $(seq 300); do
+    for _ in $(seq 1500); do
         curl -s -o /dev/null --max-time 2 "$url" && break
         sleep 0.2
     done
