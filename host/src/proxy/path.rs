@@ -63,6 +63,35 @@ fn hex(b: u8) -> Option<u8> {
 /// repeated slashes, and resolves `.` and `..` segments. A trailing slash is kept. Refuses what
 /// cannot be made unambiguous.
 pub fn normalize(path: &str) -> Result<String, PathError> {
+    if is_plainly_canonical(path.as_bytes()) {
+        return Ok(path.to_owned());
+    }
+    normalize_general(path)
+}
+
+/// A path that [`normalize`] would give back as it is, recognised in one pass without building
+/// anything: it starts with `/`, holds only unreserved characters and `/`, and has no empty,
+/// `.` or `..` segment (an empty last one is the root or a trailing slash). Most request paths
+/// are like this; the general normaliser took about 3.9k instructions on the seed's path.
+fn is_plainly_canonical(raw: &[u8]) -> bool {
+    if raw.first() != Some(&b'/') || raw.len() > MAX_PATH_LEN {
+        return false;
+    }
+    let mut segments = raw[1..].split(|&b| b == b'/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if (segment.is_empty() && !last)
+            || segment == b"."
+            || segment == b".."
+            || !segment.iter().all(|&b| is_unreserved(b))
+        {
+            return false;
+        }
+    }
+    true
+}
+
+fn normalize_general(path: &str) -> Result<String, PathError> {
     let raw = path.as_bytes();
     if raw.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
@@ -164,6 +193,42 @@ mod tests {
             "/a/b:c@d",
         ] {
             assert_eq!(normalize(p).as_deref(), Ok(p));
+        }
+    }
+
+    /// Every path of up to 9 characters over `/ . a - ~` that the quick check takes is one the
+    /// general normaliser gives back unchanged; and the quick check takes the common ones.
+    #[test]
+    fn the_quick_check_takes_only_what_the_normaliser_leaves_alone() {
+        let alphabet = [b'/', b'.', b'a', b'-', b'~'];
+        let mut taken = 0;
+        for len in 1..=9u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                let mut path = Vec::with_capacity(len as usize);
+                for _ in 0..len {
+                    path.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                if is_plainly_canonical(&path) {
+                    taken += 1;
+                    let path = std::str::from_utf8(&path).expect("ASCII");
+                    assert_eq!(normalize_general(path).as_deref(), Ok(path), "{path}");
+                }
+            }
+        }
+        assert!(taken > 10_000, "{taken}");
+        for p in [
+            "/",
+            "/serving-uci/uci/prediction",
+            "/a/b/",
+            "/v1/models/x.y_z~1",
+        ] {
+            assert!(is_plainly_canonical(p.as_bytes()), "{p}");
+        }
+        for p in [
+            "", "a", "//", "/a//b", "/.", "/a/..", "/a/./b", "/a%41", "/a;b", "/a b",
+        ] {
+            assert!(!is_plainly_canonical(p.as_bytes()), "{p}");
         }
     }
 
