@@ -21,11 +21,8 @@ GW_CPU=${GW_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 PORT_BASE=${PORT_BASE:-18300}
 
-KEY=hP6v25BQVS5CcS1nqKpxdrFkUxze9JWD
-KEY_SHA256=dceb76cf5cd7ce48e83deebd5db793e68fbc7ffbf9796569e38ede2e7e28aa70
-INSTANCE=kong_ins
-SEED_PATH=/serving-uci/uci/prediction
-BODY='{"feed":[{"x":[0.0137,-0.1136,0.2553,-0.0692,0.0582,-0.0727,-0.1583,-0.0235,-0.0254,-0.0136,0.0085,0.0209,0.0087]}],"fetch":["price"]}'
+# KEY, KEY_SHA256, INSTANCE, SEED_PATH, BODY, seed_lua, seed_plugins_toml.
+source scripts/bench-seed.sh
 ANSWER='{"result":{"price":[[18.891274]]}}'
 
 P_UP=$PORT_BASE
@@ -96,34 +93,8 @@ write_files() {
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
         -subj /CN=localhost -keyout "$OUT/tls/key.pem" -out "$OUT/tls/cert.pem" 2>/dev/null
 
-    cat >"$OUT/seed.lua" <<EOF
-wrk.method = "POST"
-wrk.body = '$BODY'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["apikey"] = "$KEY"
-wrk.headers["X-INSTANCE-ID"] = "$INSTANCE"
-EOF
-
-    local plugins
-    plugins=$(cat <<EOF
-
-[[routes.plugins]]
-name = "key-auth"
-[routes.plugins.config]
-consumers = [{ username = "demo", key_sha256 = ["$KEY_SHA256"] }]
-
-[[routes.plugins]]
-name = "instance-header"
-[routes.plugins.config]
-values = ["$INSTANCE"]
-
-[[routes.plugins]]
-name = "path-rewrite"
-[routes.plugins.config]
-prefix = "/serving-uci"
-EOF
-)
-    wasmgate_config "$P_WG_HTTP" "$P_WG_HTTPS" "$plugins" >"$OUT/wasmgate-plugins.toml"
+    seed_lua >"$OUT/seed.lua"
+    wasmgate_config "$P_WG_HTTP" "$P_WG_HTTPS" "$(seed_plugins_toml)" >"$OUT/wasmgate-plugins.toml"
     wasmgate_config "$P_NP_HTTP" "$P_NP_HTTPS" "" >"$OUT/wasmgate-none.toml"
     nginx_config >"$OUT/nginx.conf"
 }

@@ -20,9 +20,8 @@ DURATION=${DURATION:-10}
 PORT_BASE=${PORT_BASE:-18400}
 P_UP=$PORT_BASE P_PLUGINS=$((PORT_BASE + 1)) P_NONE=$((PORT_BASE + 2))
 
-KEY=hP6v25BQVS5CcS1nqKpxdrFkUxze9JWD
-KEY_SHA256=dceb76cf5cd7ce48e83deebd5db793e68fbc7ffbf9796569e38ede2e7e28aa70
-BODY='{"feed":[{"x":[0.0137,-0.1136,0.2553,-0.0692,0.0582,-0.0727,-0.1583,-0.0235,-0.0254,-0.0136,0.0085,0.0209,0.0087]}],"fetch":["price"]}'
+# KEY, KEY_SHA256, INSTANCE, SEED_PATH, BODY, seed_lua, seed_plugins_toml.
+source scripts/bench-seed.sh
 
 log() { printf '[bench-count] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -101,27 +100,11 @@ prefix = "/serving-uci"
 upstream = "http://127.0.0.1:$P_UP"
 EOF
     if [ "$2" = yes ]; then
-        cat <<EOF
-[[routes.plugins]]
-name = "key-auth"
-config = { consumers = [{ username = "demo", key_sha256 = ["$KEY_SHA256"] }] }
-[[routes.plugins]]
-name = "instance-header"
-config = { values = ["kong_ins"] }
-[[routes.plugins]]
-name = "path-rewrite"
-config = { prefix = "/serving-uci" }
-EOF
+        seed_plugins_toml
     fi
 }
 
-cat >"$OUT/seed.lua" <<EOF
-wrk.method = "POST"
-wrk.body = '$BODY'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["apikey"] = "$KEY"
-wrk.headers["X-INSTANCE-ID"] = "kong_ins"
-EOF
+seed_lua >"$OUT/seed.lua"
 config "$P_PLUGINS" yes >"$OUT/plugins.toml"
 config "$P_NONE" no >"$OUT/none.toml"
 
@@ -134,7 +117,7 @@ echo "| gateway | requests | instructions per request |"
 echo "| --- | --- | --- |"
 for name in none plugins; do
     port=$P_NONE && [ "$name" = plugins ] && port=$P_PLUGINS
-    url="http://127.0.0.1:$port/serving-uci/uci/prediction"
+    url="http://127.0.0.1:$port$SEED_PATH"
     WASMGATE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$OUT/gateway-$name.out" \
         target/release/wasmgate run --config "$OUT/$name.toml" 2>"$OUT/gateway-$name.log" &
     pid=$!
@@ -143,7 +126,7 @@ for name in none plugins; do
         curl -s -o /dev/null --max-time 2 "$url" && break
         sleep 0.2
     done
-    status=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "apikey: $KEY" -H 'X-INSTANCE-ID: kong_ins' \
+    status=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "apikey: $KEY" -H "X-INSTANCE-ID: $INSTANCE" \
         --data-binary "$BODY" "$url")
     [ "$status" = 200 ] || die "$name: the seed request got $status, not 200"
     wrk -t1 -c8 -d3s -s "$OUT/seed.lua" "$url" >/dev/null
