@@ -16,8 +16,12 @@ for c in "${crates[@]}"; do args+=(-p "$c"); done
 
 # An outer cargo (make, a build script) may have set these for the host toolchain.
 unset RUSTC RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_TARGET_DIR CARGO_BUILD_TARGET RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
-# Plugins ship without debug info: it is most of a module's size.
+# Plugins ship without debug info: it is most of a module's size. Fat LTO in one codegen unit
+# lets the SDK and std's small helpers inline into the plugin: 4% fewer instructions per request
+# for the seed's chain (BENCHMARKS.md, round 4). Set here, not in Cargo.toml: the host's release
+# build would pay for it in build time.
 export CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo
+export CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 
 if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
     cargo "${args[@]}"

@@ -448,10 +448,6 @@ crate-type = ["cdylib", "rlib"]
 wasmgate-sdk = {{ path = {sdk} }}
 serde = {{ version = "1", features = ["derive"] }}
 
-# The module is built for size; its dependencies keep the default optimisation.
-[profile.release.package.{name}]
-opt-level = "s"
-
 # A workspace of its own, so that a workspace in a directory above does not take the crate in.
 [workspace]
 "#,
@@ -759,9 +755,12 @@ impl Toolchain {
         for var in CLEARED_ENV {
             cmd.env_remove(var);
         }
-        // Plugins ship without debug info: it is most of a module's size.
+        // Plugins ship without debug info: it is most of a module's size. Fat LTO in one
+        // codegen unit inlines the SDK's and std's small helpers into the plugin.
         cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-            .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
+            .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+            .env("CARGO_PROFILE_RELEASE_LTO", "fat")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
         if self == Toolchain::Debian {
             cmd.env("RUSTC", DEBIAN_RUSTC).env("RUSTC_BOOTSTRAP", "1");
         }
@@ -1325,10 +1324,8 @@ mod tests {
         assert_eq!(crate_types, ["cdylib", "rlib"]);
         let dep = &manifest["dependencies"]["wasmgate-sdk"]["path"];
         assert_eq!(dep.as_str(), Some(sdk.to_str().unwrap()));
-        assert_eq!(
-            manifest["profile"]["release"]["package"]["my-auth"]["opt-level"].as_str(),
-            Some("s")
-        );
+        // The default opt-level: built for size, a plugin's short copies stay calls.
+        assert!(!manifest.contains_key("profile"));
 
         let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("pub struct MyAuth {"));
@@ -1652,6 +1649,11 @@ mod tests {
             assert_eq!(
                 get("CARGO_PROFILE_RELEASE_STRIP"),
                 Some(Some("debuginfo".into()))
+            );
+            assert_eq!(get("CARGO_PROFILE_RELEASE_LTO"), Some(Some("fat".into())));
+            assert_eq!(
+                get("CARGO_PROFILE_RELEASE_CODEGEN_UNITS"),
+                Some(Some("1".into()))
             );
             if toolchain == Toolchain::Debian {
                 assert_eq!(get("RUSTC"), Some(Some(DEBIAN_RUSTC.into())));
