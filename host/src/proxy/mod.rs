@@ -4,6 +4,7 @@
 pub mod body;
 pub mod error;
 pub mod path;
+pub mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,12 +18,10 @@ use http::{Request, Response, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use body::{Cutoff, Guarded};
 pub use error::{Fault, ProxyError, json_response};
+use upstream::{Upstream, UpstreamError};
 
 use crate::config::{Config, RouteConfig};
 use crate::logging::ACCESS_TARGET;
@@ -65,7 +64,7 @@ pub struct Route {
     idle_timeout: Duration,
     hide_identity: bool,
     chain: Chain,
-    client: Client<HttpConnector, Guarded<Incoming>>,
+    connections: Arc<Upstream<Guarded<Incoming>>>,
     metrics: RouteMetrics,
 }
 
@@ -336,7 +335,8 @@ impl Gateway {
             let (body, tripwire) = Guarded::new(body, Some(self.max_body), self.body_idle);
             let upstream_req = route.upstream_request(&mut stream, conn, &id, body)?;
             let sent_at = Instant::now();
-            let sent = tokio::time::timeout(route.timeout, route.client.request(upstream_req)).await;
+            let sent =
+                tokio::time::timeout(route.timeout, route.connections.send(upstream_req)).await;
             let upstream_time = sent_at.elapsed();
             trace.upstream = Some(upstream_time);
             route.metrics.upstream(upstream_time);
@@ -350,10 +350,10 @@ impl Gateway {
             }
             let upstream_res = match sent {
                 Err(_) => return Err(ProxyError::UpstreamTimeout(route.timeout.as_millis() as u64)),
-                Ok(Err(e)) if e.is_connect() => {
-                    return Err(ProxyError::UpstreamUnreachable(error_chain(&e)));
+                Ok(Err(e @ UpstreamError::Connect { .. })) => {
+                    return Err(ProxyError::UpstreamUnreachable(e.to_string()));
                 }
-                Ok(Err(e)) => return Err(ProxyError::UpstreamFailed(error_chain(&e))),
+                Ok(Err(e)) => return Err(ProxyError::UpstreamFailed(e.to_string())),
                 Ok(Ok(res)) => res,
             };
             let (parts, body) = upstream_res.into_parts();
@@ -557,17 +557,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 impl Route {
     fn new(config: &RouteConfig, chain: Chain, metrics: &Arc<Metrics>) -> Route {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
         let upstream = config
             .upstream_uri()
             .authority()
             .cloned()
             .expect("validated upstream has an authority");
+        let connections =
+            Upstream::new(&upstream, Duration::from_millis(config.connect_timeout_ms));
         let name: Arc<str> = config.name.as_str().into();
         let observed = chain
             .plugins()
@@ -584,7 +580,7 @@ impl Route {
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             hide_identity: config.hide_upstream_identity,
             chain: chain.observed(observed),
-            client,
+            connections: Arc::new(connections),
         }
     }
 
@@ -598,12 +594,13 @@ impl Route {
         body: Guarded<Incoming>,
     ) -> Result<Request<Guarded<Incoming>>, ProxyError> {
         let head = &mut stream.request;
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(self.upstream.clone())
-            .path_and_query(head.path.as_str())
-            .build()
-            .map_err(|_| ProxyError::BadRequest("the rewritten path is not a valid URI path"))?;
+        // The origin form (`/path?query`): the connection is to the upstream already, and `Host`
+        // names it.
+        let uri = Uri::from(
+            http::uri::PathAndQuery::try_from(head.path.as_str()).map_err(|_| {
+                ProxyError::BadRequest("the rewritten path is not a valid URI path")
+            })?,
+        );
         // Plugins may read the request headers again (response phase, on_log): they get a copy.
         // Without plugins nothing does, and the headers move.
         let mut headers = if self.chain.plugins().is_empty() {
