@@ -401,8 +401,7 @@ mod wasm {
         /// return value (see `take_host_buffer`). Not zeroed: the host writes every byte, and
         /// zeroing cost a `memory.fill` call into the host for every value it returned.
         pub fn on_memory_allocate(size: usize) -> *mut u8 {
-            let buffer: &mut [std::mem::MaybeUninit<u8>] =
-                Box::leak(Box::new_uninit_slice(size));
+            let buffer: &mut [std::mem::MaybeUninit<u8>] = Box::leak(Box::new_uninit_slice(size));
             buffer.as_mut_ptr().cast()
         }
 
