@@ -43,7 +43,10 @@ pub struct Guarded<B> {
     limit: Option<u64>,
     seen: u64,
     idle: Duration,
-    deadline: Pin<Box<Sleep>>,
+    /// Armed the first time the inner body has nothing ready, and moved on with every frame
+    /// after that: a body whose frames are all ready at once (most requests and answers here)
+    /// never costs a timer.
+    deadline: Option<Pin<Box<Sleep>>>,
     tripwire: Tripwire,
 }
 
@@ -57,7 +60,7 @@ impl<B> Guarded<B> {
             limit,
             seen: 0,
             idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
+            deadline: None,
             tripwire: tripwire.clone(),
         };
         (guarded, tripwire)
@@ -91,14 +94,19 @@ where
                         return this.cut(Cutoff::TooLarge(limit));
                     }
                 }
-                let next = Instant::now() + this.idle;
-                this.deadline.as_mut().reset(next);
+                if let Some(deadline) = &mut this.deadline {
+                    deadline.as_mut().reset(Instant::now() + this.idle);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                ready!(this.deadline.as_mut().poll(cx));
+                let idle = this.idle;
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                ready!(deadline.as_mut().poll(cx));
                 this.cut(Cutoff::Idle(this.idle))
             }
         }
