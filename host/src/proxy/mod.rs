@@ -114,11 +114,20 @@ struct Trace<'g> {
     consumer: Option<HeaderValue>,
 }
 
+/// The forwarding headers the gateway sets, named once (`from_static` is `const`: no lookup at
+/// run time).
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Who the authenticating plugin said the consumer is (key-auth and jwt-auth set it upstream).
 const CONSUMER_HEADER: &str = "x-consumer-username";
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1); never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// A `static`: a `const` array was built and dropped again at every use, four times a request.
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -455,6 +464,28 @@ fn forwarded(conn: ConnInfo, client: &str, authority: &str) -> String {
     value
 }
 
+/// An IP address as text, as `Display` writes it. IPv4 is written here: through `fmt` it cost
+/// about 2k instructions per request, a twentieth of the gateway's own work.
+fn ip_text(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
 /// The request id: the process's prefix and the request's number, as 24 hex digits.
 fn request_id(prefix: u32, number: u64) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -616,28 +647,25 @@ impl Route {
         }
         // Set from the real peer, replacing whatever the client claimed in any of the three
         // conventions.
-        let client = conn.peer.ip().to_string();
+        let client = ip_text(conn.peer.ip());
         if let Some(v) = value(&client) {
-            headers.insert(HeaderName::from_static("x-real-ip"), v.clone());
-            headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+            headers.insert(X_REAL_IP, v.clone());
+            headers.insert(X_FORWARDED_FOR, v);
         }
         if let Some(v) = value(&forwarded(conn, &client, &head.authority)) {
             headers.insert(header::FORWARDED, v);
         }
-        headers.insert(
-            HeaderName::from_static("x-forwarded-proto"),
-            HeaderValue::from_static(conn.scheme),
-        );
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme));
         match value(&head.authority) {
             Some(v) if !head.authority.is_empty() => {
-                headers.insert(HeaderName::from_static("x-forwarded-host"), v);
+                headers.insert(X_FORWARDED_HOST, v);
             }
             _ => {
-                headers.remove(HeaderName::from_static("x-forwarded-host"));
+                headers.remove(X_FORWARDED_HOST);
             }
         }
         if let Some(v) = value(id) {
-            headers.insert(HeaderName::from_static("x-request-id"), v);
+            headers.insert(X_REQUEST_ID, v);
         }
         let mut req = Request::new(body);
         *req.method_mut() = head.method.clone();
@@ -756,6 +784,27 @@ mod tests {
             forwarded(conn("[::1]:5000"), "::1", ""),
             "for=\"[::1]\";proto=https"
         );
+    }
+
+    #[test]
+    fn ip_text_is_what_display_writes() {
+        use std::net::{IpAddr, Ipv4Addr};
+        // Every octet value in every position, and the extremes.
+        for v in 0..=255u8 {
+            for octets in [
+                [v, 0, 0, 0],
+                [1, v, 2, 3],
+                [10, 20, v, 30],
+                [255, 255, 255, v],
+            ] {
+                let ip = IpAddr::V4(Ipv4Addr::from(octets));
+                assert_eq!(ip_text(ip), ip.to_string());
+            }
+        }
+        for text in ["::1", "2001:db8::7", "::ffff:10.0.0.1", "fe80::1:2:3:4"] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 
     #[test]
