@@ -70,33 +70,10 @@ macro_rules! export_plugin {
                 sdk::on_response_headers(context_id, num_headers, end_of_stream)
             }
 
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_request_body(
-                context_id: u32,
-                body_size: usize,
-                end_of_stream: u32,
-            ) -> u32 {
-                sdk::on_body(context_id, body_size, end_of_stream)
-            }
-
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_response_body(
-                context_id: u32,
-                body_size: usize,
-                end_of_stream: u32,
-            ) -> u32 {
-                sdk::on_body(context_id, body_size, end_of_stream)
-            }
-
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_done(context_id: u32) -> u32 {
-                sdk::on_done(context_id)
-            }
-
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_log(context_id: u32) {
-                sdk::on_log(context_id)
-            }
+            // No `proxy_on_request_body`, `proxy_on_response_body`, `proxy_on_done` or
+            // `proxy_on_log`: the SDK does nothing there, and a host skips a callback the module
+            // does not export (bodies pass, the context is done at once). Each would cost a call
+            // into the module per request for nothing.
 
             #[unsafe(no_mangle)]
             pub extern "C" fn proxy_on_delete(context_id: u32) {
@@ -450,19 +427,6 @@ mod wasm {
                 ) as u32
             })
         }
-
-        /// `proxy_on_request_body` / `proxy_on_response_body`: bodies pass untouched.
-        pub fn on_body(_context_id: u32, _body_size: usize, _eos: u32) -> u32 {
-            0
-        }
-
-        /// `proxy_on_done`: the context may be finished at once.
-        pub fn on_done(_context_id: u32) -> u32 {
-            1
-        }
-
-        /// `proxy_on_log`: nothing to log.
-        pub fn on_log(_context_id: u32) {}
 
         /// `proxy_on_delete`: forgets the context's state.
         pub fn on_delete(context_id: u32) {
