@@ -1,14 +1,15 @@
 //! A route's connections to its upstream: HTTP/1.1 over TCP, kept alive and reused.
 //!
 //! The route owns its idle connections, most recently used last. A request takes the last one
-//! that is still open, or connects; its response body gives the connection back when it ends,
-//! and a body dropped early (the client left) closes it. A request that a kept connection could
-//! not take (the upstream closed it meanwhile) is sent again on another, which is safe for any
-//! method: nothing of it was written.
+//! that is ready, or connects; its response body gives the connection back when it ends, and a
+//! body dropped early (the client left) closes it. A connection still busy when its response
+//! ended (its request body still going out) is kept once it is ready. A request that a kept
+//! connection could not take (the upstream closed it meanwhile) is sent again on another, which
+//! is safe for any method: nothing of it was written.
 //!
-//! This replaces hyper-util's pooled `Client`, which per request hashed the pool key twice,
-//! and whose checkout and return cost about a sixth of the gateway's own instructions (BENCHMARKS.md,
-//! round 4).
+//! This replaces hyper-util's pooled `Client`, whose checkout and return (under a mutex, the pool
+//! key hashed with SipHash each time) cost about a sixth of the gateway's own instructions per
+//! request (BENCHMARKS.md, round 4).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,15 +23,15 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::BoxError;
+
 /// What a request body sent upstream must be.
 pub trait RequestBody: Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static {}
 
 impl<B> RequestBody for B where B: Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
 {}
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// How long a kept connection may sit unused before it is closed.
+/// How long a kept connection may sit unused: older ones are closed when another comes back.
 const IDLE_FOR: Duration = Duration::from_secs(60);
 
 /// The most idle connections a route keeps; more are closed as they come back.
