@@ -11,6 +11,7 @@
 //! key hashed with SipHash each time) cost about a sixth of the gateway's own instructions per
 //! request (BENCHMARKS.md, round 4).
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -31,7 +32,8 @@ pub trait RequestBody: Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin 
 impl<B> RequestBody for B where B: Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
 {}
 
-/// How long a kept connection may sit unused: older ones are closed when another comes back.
+/// How long a kept connection may sit unused: an older one is never handed out again (a NAT or
+/// load balancer on the way may have dropped its flow), and is closed when next seen.
 const IDLE_FOR: Duration = Duration::from_secs(60);
 
 /// The most idle connections a route keeps; more are closed as they come back.
@@ -59,6 +61,7 @@ pub struct Upstream<B> {
     port: u16,
     authority: String,
     connect_timeout: Duration,
+    idle_for: Duration,
     idle: Mutex<Vec<Idle<B>>>,
 }
 
@@ -89,6 +92,7 @@ impl<B: RequestBody> Upstream<B> {
             port: authority.port_u16().unwrap_or(80),
             authority: authority.as_str().to_owned(),
             connect_timeout,
+            idle_for: IDLE_FOR,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -132,8 +136,14 @@ impl<B: RequestBody> Upstream<B> {
 
     /// The most recently used kept connection that can take a request, if any.
     fn take_kept(&self) -> Option<SendRequest<B>> {
+        let now = Instant::now();
         let mut idle = self.idle();
         while let Some(kept) = idle.pop() {
+            if now.duration_since(kept.since) > self.idle_for {
+                // The newest is stale, so all are: closed, and a new connection made.
+                idle.clear();
+                return None;
+            }
             if kept.sender.is_ready() {
                 return Some(kept.sender);
             }
@@ -147,15 +157,14 @@ impl<B: RequestBody> Upstream<B> {
             authority: self.authority.clone(),
             reason,
         };
-        let connecting = TcpStream::connect((self.host.as_str(), self.port));
-        let stream = match tokio::time::timeout(self.connect_timeout, connecting).await {
+        let stream = match tokio::time::timeout(self.connect_timeout, self.open()).await {
             Err(_) => {
                 return Err(failed(format!(
                     "no connection within {} ms",
                     self.connect_timeout.as_millis()
                 )));
             }
-            Ok(Err(e)) => return Err(failed(e.to_string())),
+            Ok(Err(reason)) => return Err(failed(reason)),
             Ok(Ok(stream)) => stream,
         };
         // Requests are small and answered at once: no Nagle delay.
@@ -169,6 +178,26 @@ impl<B: RequestBody> Upstream<B> {
             }
         });
         Ok(sender)
+    }
+
+    /// A TCP connection to the upstream: its name resolved, then each address tried in turn
+    /// with an equal share of the connect timeout, so one address that drops packets does not
+    /// use it all up (as hyper-util's connector did).
+    async fn open(&self) -> Result<TcpStream, String> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| format!("cannot resolve {}: {e}", self.host))?
+            .collect();
+        let share = self.connect_timeout / u32::try_from(addrs.len().max(1)).unwrap_or(u32::MAX);
+        let mut last = format!("{} resolved to no address", self.host);
+        for addr in addrs {
+            match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(e)) => last = format!("{addr}: {e}"),
+                Err(_) => last = format!("{addr}: no connection within {} ms", share.as_millis()),
+            }
+        }
+        Err(last)
     }
 
     /// Keeps `sender` for the next request once it can take one.
@@ -191,17 +220,16 @@ impl<B: RequestBody> Upstream<B> {
     fn keep(&self, sender: SendRequest<B>) {
         let now = Instant::now();
         let mut idle = self.idle();
-        // The oldest are first: drop those that waited too long.
+        // The oldest are first: drop those that waited too long, and the oldest when full.
         let stale = idle
             .iter()
-            .take_while(|i| now.duration_since(i.since) > IDLE_FOR)
-            .count();
+            .take_while(|i| now.duration_since(i.since) > self.idle_for)
+            .count()
+            .max((idle.len() + 1).saturating_sub(MAX_IDLE));
         if stale > 0 {
             idle.drain(..stale);
         }
-        if idle.len() < MAX_IDLE {
-            idle.push(Idle { sender, since: now });
-        }
+        idle.push(Idle { sender, since: now });
     }
 
     /// How many connections are kept idle now.
@@ -238,7 +266,10 @@ impl<B: RequestBody> Body for UpstreamBody<B> {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => this.give_back(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.give_back(),
+            // Trailers are always a body's last frame (and the client's side may not poll again).
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || this.inner.is_end_stream() => {
+                this.give_back();
+            }
             // A broken body: the connection is not reused.
             Poll::Ready(Some(Err(_))) => this.keep = None,
             _ => {}
@@ -355,6 +386,53 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_too_long_is_not_handed_out_again() {
+        let (upstream, accepted) = upstream(HELLO, usize::MAX).await;
+        let mut upstream = Arc::try_unwrap(upstream).ok().unwrap();
+        upstream.idle_for = Duration::from_millis(50);
+        let upstream = Arc::new(upstream);
+        for expected in [1, 1, 2] {
+            if expected == 2 {
+                tokio::time::sleep(Duration::from_millis(120)).await;
+            }
+            let response = upstream.send(get()).await.unwrap();
+            response.into_body().collect().await.unwrap();
+            assert_eq!(accepted.load(Ordering::SeqCst), expected);
+        }
+        assert_eq!(
+            upstream.idle_count(),
+            1,
+            "the stale one closed, the new one kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_read_to_its_trailers_gives_the_connection_back() {
+        let (upstream, accepted) = upstream(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n\
+              5\r\nhello\r\n0\r\nx-sum: 1\r\n\r\n",
+            usize::MAX,
+        )
+        .await;
+        let mut body = upstream.send(get()).await.unwrap().into_body();
+        // Read up to the trailers and no further, as hyper's server does.
+        loop {
+            let frame = body.frame().await.unwrap().unwrap();
+            if frame.is_trailers() {
+                break;
+            }
+        }
+        drop(body);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while upstream.idle_count() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(upstream.idle_count(), 1, "kept after its trailers");
+        upstream.send(get()).await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
