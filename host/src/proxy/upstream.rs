@@ -190,12 +190,19 @@ impl<B: RequestBody> Upstream<B> {
             .collect();
         let share = self.connect_timeout / u32::try_from(addrs.len().max(1)).unwrap_or(u32::MAX);
         let mut last = format!("{} resolved to no address", self.host);
+        // The error names the address only when there were several to try.
+        let several = addrs.len() > 1;
         for addr in addrs {
-            match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+            let why = match tokio::time::timeout(share, TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => return Ok(stream),
-                Ok(Err(e)) => last = format!("{addr}: {e}"),
-                Err(_) => last = format!("{addr}: no connection within {} ms", share.as_millis()),
-            }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no connection within {} ms", share.as_millis()),
+            };
+            last = if several {
+                format!("{addr}: {why}")
+            } else {
+                why
+            };
         }
         Err(last)
     }
@@ -477,8 +484,13 @@ mod tests {
         drop(listener);
         let upstream = Arc::new(Test::new(&authority, Duration::from_secs(1)));
         match upstream.send(get()).await {
-            Err(UpstreamError::Connect { authority: a, .. }) => {
+            Err(UpstreamError::Connect {
+                authority: a,
+                reason,
+            }) => {
                 assert_eq!(a, authority.as_str());
+                // One address: the reason alone, the address said once (in `authority`).
+                assert!(reason.starts_with("Connection refused"), "{reason}");
             }
             other => panic!(
                 "expected a connect error, got {:?}",
