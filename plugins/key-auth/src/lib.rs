@@ -161,7 +161,9 @@ fn sha256_state(bytes: &[u8]) -> [u32; 8] {
     state
 }
 
-/// SHA-256 of `bytes`: the state's words, big-endian.
+/// SHA-256 of `bytes`: the state's words, big-endian (the digest as `Sha256::digest` gives it,
+/// for the tests; the plugin itself works on [`key_words`]).
+#[cfg(test)]
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut digest = [0u8; 32];
     for (out, word) in digest.chunks_exact_mut(4).zip(sha256_state(bytes)) {
@@ -274,7 +276,7 @@ impl Plugin for KeyAuth {
         // Duplicates are found through ordered maps: comparing each with all before it was
         // quadratic, about 5e7 digest compares for 10k consumers.
         let mut seen_usernames: BTreeMap<String, usize> = BTreeMap::new();
-        let mut seen_digests: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+        let mut seen_digests: BTreeMap<[u64; 4], usize> = BTreeMap::new();
         for (ci, consumer) in config.consumers.into_iter().enumerate() {
             let username = consumer.username;
             if username.trim().is_empty() {
@@ -303,25 +305,25 @@ impl Plugin for KeyAuth {
                 }
                 entries.push((
                     format!("consumers[{ci}].keys[{ki}]"),
-                    sha256(key.as_bytes()),
+                    key_words(key.as_bytes()),
                 ));
             }
             for (ki, hex) in consumer.key_sha256.iter().enumerate() {
                 let place = format!("consumers[{ci}].key_sha256[{ki}]");
                 let digest =
                     decode_sha256_hex(hex).ok_or_else(|| format!("{place}: not 64 hex digits"))?;
-                entries.push((place, digest));
+                entries.push((place, digest_words(&digest)));
             }
-            for (place, digest) in entries {
-                if let Some(&prev) = seen_digests.get(&digest) {
+            for (place, words) in entries {
+                if let Some(&prev) = seen_digests.get(&words) {
                     return Err(format!(
                         "{place}: duplicate key (same as {})",
                         origins[prev]
                     ));
                 }
-                seen_digests.insert(digest, credentials.len());
+                seen_digests.insert(words, credentials.len());
                 credentials.push(Credential {
-                    words: digest_words(&digest),
+                    words,
                     consumer: index,
                 });
                 origins.push(place);
