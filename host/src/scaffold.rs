@@ -1135,6 +1135,8 @@ impl Plugin for {{Type}} {
     }
 }
 
+// A plugin that also looks at responses implements `wasmgate_sdk::OnResponse` and is exported
+// with `export_plugin!({{Type}}, OnResponse)`.
 wasmgate_sdk::export_plugin!({{Type}});
 
 #[cfg(test)]

@@ -6,8 +6,13 @@
 //! Everything but the macro and a compile-time check is built for `target_arch = "wasm32"` only.
 
 /// Defines the proxy-wasm exports of a module for a [`Plugin`](crate::Plugin) type; use it once,
-/// in the plugin crate's `lib.rs`. On targets other than wasm32 it only checks that the type is a
-/// plugin, so the crate still builds and tests natively.
+/// in the plugin crate's `lib.rs`. On targets other than wasm32 it only checks the type, so the
+/// crate still builds and tests natively.
+///
+/// `export_plugin!(Type)` exports the request hook only: the module has no
+/// `proxy_on_response_headers`, and the host does not call it for responses. A type that also
+/// implements [`OnResponse`](crate::OnResponse) is exported with `export_plugin!(Type,
+/// OnResponse)`; the first form refuses it at compile time, so its response hook cannot be lost.
 ///
 /// ```
 /// # use wasmgate_sdk::{Plugin, Decision, Request};
@@ -18,9 +23,55 @@
 /// }
 /// wasmgate_sdk::export_plugin!(Allow);
 /// ```
+///
+/// ```compile_fail
+/// # use wasmgate_sdk::{Plugin, Decision, OnResponse, Response};
+/// struct Tag;
+/// impl Plugin for Tag {
+///     type Config = serde_json::Value;
+///     fn configure(_: serde_json::Value) -> Result<Self, String> { Ok(Tag) }
+/// }
+/// impl OnResponse for Tag {
+///     fn on_response(&self, _: &mut Response<'_>) -> Decision { Decision::Continue }
+/// }
+/// // error: `Tag` implements `OnResponse`: export it with `export_plugin!(Tag, OnResponse)`
+/// wasmgate_sdk::export_plugin!(Tag);
+/// ```
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
+        $crate::export_plugin!(@exports $plugin, on_configure);
+
+        // Refuses a type that implements `OnResponse` (its hook would never be called): the
+        // probe's method resolves to the `OnResponse` impl when there is one, and its result is
+        // not `RequestOnly`.
+        const _: fn() = || {
+            #[allow(unused_imports)]
+            use $crate::__private::{ProbeRequestOnly as _, ProbeResponse as _};
+            $crate::__private::request_only(
+                (&$crate::__private::Probe::<$plugin>(::core::marker::PhantomData)).probe(),
+            );
+        };
+    };
+    ($plugin:ty, OnResponse) => {
+        $crate::export_plugin!(@exports $plugin, on_configure_with_response);
+
+        #[cfg(target_arch = "wasm32")]
+        #[allow(unsafe_code)]
+        const _: () = {
+            // SAFETY: the proxy-wasm 0.2.1 export name with the ABI's signature; no other code of
+            // the module defines it (see below).
+            #[unsafe(no_mangle)]
+            pub extern "C" fn proxy_on_response_headers(
+                context_id: u32,
+                num_headers: usize,
+                end_of_stream: u32,
+            ) -> u32 {
+                $crate::__private::on_response_headers(context_id, num_headers, end_of_stream)
+            }
+        };
+    };
+    (@exports $plugin:ty, $configure:ident) => {
         #[cfg(target_arch = "wasm32")]
         #[allow(unsafe_code)]
         const _: () = {
@@ -49,7 +100,7 @@ macro_rules! export_plugin {
 
             #[unsafe(no_mangle)]
             pub extern "C" fn proxy_on_configure(root_id: u32, plugin_config_size: usize) -> u32 {
-                sdk::on_configure::<$plugin>(root_id, plugin_config_size)
+                sdk::$configure::<$plugin>(root_id, plugin_config_size)
             }
 
             #[unsafe(no_mangle)]
@@ -61,19 +112,11 @@ macro_rules! export_plugin {
                 sdk::on_request_headers(context_id, num_headers, end_of_stream)
             }
 
-            #[unsafe(no_mangle)]
-            pub extern "C" fn proxy_on_response_headers(
-                context_id: u32,
-                num_headers: usize,
-                end_of_stream: u32,
-            ) -> u32 {
-                sdk::on_response_headers(context_id, num_headers, end_of_stream)
-            }
-
             // No `proxy_on_request_body`, `proxy_on_response_body`, `proxy_on_done` or
             // `proxy_on_log`: the SDK does nothing there, and a host skips a callback the module
             // does not export (bodies pass, the context is done at once). Each would cost a call
-            // into the module per request for nothing.
+            // into the module per request for nothing. `proxy_on_response_headers` is exported
+            // only for an `OnResponse` plugin, for the same reason.
 
             #[unsafe(no_mangle)]
             pub extern "C" fn proxy_on_delete(context_id: u32) {
@@ -82,15 +125,65 @@ macro_rules! export_plugin {
         };
 
         #[cfg(not(target_arch = "wasm32"))]
-        const _: fn() = $crate::__private::assert_plugin::<$plugin>;
+        const _: fn() = $crate::__private::$configure::<$plugin>;
     };
 }
 
 /// The functions the generated exports call. Not part of the public API.
 #[doc(hidden)]
 pub mod exports {
-    /// Compile-time check used by `export_plugin!` off wasm.
-    pub fn assert_plugin<P: crate::Plugin>() {}
+    use std::marker::PhantomData;
+
+    /// Off wasm, `export_plugin!` names these instead of the exports: they only check the type.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn on_configure<P: crate::Plugin>() {}
+
+    /// See [`on_configure`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn on_configure_with_response<P: crate::OnResponse>() {}
+
+    /// The type `export_plugin!(T)` probes for an `OnResponse` impl.
+    pub struct Probe<P>(pub PhantomData<P>);
+
+    /// What the probe finds for a type without `OnResponse`.
+    pub struct RequestOnly;
+
+    /// What the probe finds for a type with `OnResponse`.
+    pub struct HasResponseHook;
+
+    /// Chosen first, by method resolution, when `P: OnResponse`.
+    pub trait ProbeResponse {
+        fn probe(&self) -> HasResponseHook;
+    }
+
+    impl<P: crate::OnResponse> ProbeResponse for Probe<P> {
+        fn probe(&self) -> HasResponseHook {
+            HasResponseHook
+        }
+    }
+
+    /// Chosen otherwise (one auto-reference further).
+    pub trait ProbeRequestOnly {
+        fn probe(&self) -> RequestOnly;
+    }
+
+    impl<P> ProbeRequestOnly for &Probe<P> {
+        fn probe(&self) -> RequestOnly {
+            RequestOnly
+        }
+    }
+
+    /// Accepts what the probe found for a type exported without `OnResponse`.
+    pub fn request_only<T: ExportedWithoutOnResponse>(_: T) {}
+
+    /// Implemented only by [`RequestOnly`]: the error names what to write instead.
+    #[diagnostic::on_unimplemented(
+        message = "this plugin implements `OnResponse`: export it with `export_plugin!(Type, OnResponse)`",
+        label = "`export_plugin!(Type)` exports no response hook"
+    )]
+    pub trait ExportedWithoutOnResponse {}
+
+    impl ExportedWithoutOnResponse for RequestOnly {}
 
     #[cfg(target_arch = "wasm32")]
     pub use super::wasm::exports::*;
@@ -366,8 +459,8 @@ mod wasm {
             HostMap, MAP_REQUEST_HEADERS, MAP_RESPONSE_HEADERS, plugin_configuration,
             send_local_response,
         };
-        use crate::Plugin;
         use crate::dispatch::Dispatcher;
+        use crate::{OnResponse, Plugin};
 
         thread_local! {
             // A wasm32 module is single-threaded: this is the instance's one state.
@@ -392,8 +485,29 @@ mod wasm {
             1
         }
 
-        /// `proxy_on_configure`: reads the configuration buffer and builds the plugin.
+        /// `proxy_on_configure` of a plugin without a response hook.
         pub fn on_configure<P: Plugin>(root_id: u32, plugin_config_size: usize) -> u32 {
+            configure(root_id, plugin_config_size, Dispatcher::configure::<P>)
+        }
+
+        /// `proxy_on_configure` of an [`OnResponse`] plugin.
+        pub fn on_configure_with_response<P: OnResponse>(
+            root_id: u32,
+            plugin_config_size: usize,
+        ) -> u32 {
+            configure(
+                root_id,
+                plugin_config_size,
+                Dispatcher::configure_with_response::<P>,
+            )
+        }
+
+        /// Reads the configuration buffer and builds the plugin with `build`.
+        fn configure(
+            root_id: u32,
+            plugin_config_size: usize,
+            build: fn(&mut Dispatcher, u32, &[u8]) -> bool,
+        ) -> u32 {
             let config = match plugin_configuration(plugin_config_size) {
                 Ok(c) => c,
                 Err(status) => {
@@ -403,7 +517,7 @@ mod wasm {
                     return 0;
                 }
             };
-            DISPATCHER.with(|d| u32::from(d.borrow_mut().configure::<P>(root_id, &config)))
+            DISPATCHER.with(|d| u32::from(build(&mut d.borrow_mut(), root_id, &config)))
         }
 
         /// `proxy_on_request_headers`: runs `Plugin::on_request`.
@@ -417,7 +531,7 @@ mod wasm {
             })
         }
 
-        /// `proxy_on_response_headers`: runs `Plugin::on_response`.
+        /// `proxy_on_response_headers`: runs `OnResponse::on_response`.
         pub fn on_response_headers(context_id: u32, _num_headers: usize, _eos: u32) -> u32 {
             DISPATCHER.with(|d| {
                 d.borrow_mut().response_headers(

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use crate::config::build_plugin;
 use crate::http::{HeaderBackend, Request, Response};
-use crate::{Decision, LocalResponse, Plugin, log};
+use crate::{Decision, LocalResponse, OnResponse, Plugin, log};
 
 /// The value a header or body callback returns to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +25,28 @@ trait Hooks {
     fn on_response(&self, resp: &mut Response<'_>) -> Decision;
 }
 
-impl<P: Plugin> Hooks for P {
+/// A plugin exported without a response hook. Its module has no `proxy_on_response_headers`,
+/// so `on_response` is not called; were it, the response would go through.
+struct RequestOnly<P>(P);
+
+impl<P: Plugin> Hooks for RequestOnly<P> {
     fn on_request(&self, req: &mut Request<'_>) -> Decision {
-        Plugin::on_request(self, req)
+        self.0.on_request(req)
+    }
+    fn on_response(&self, _: &mut Response<'_>) -> Decision {
+        Decision::Continue
+    }
+}
+
+/// An [`OnResponse`] plugin.
+struct WithResponse<P>(P);
+
+impl<P: OnResponse> Hooks for WithResponse<P> {
+    fn on_request(&self, req: &mut Request<'_>) -> Decision {
+        self.0.on_request(req)
     }
     fn on_response(&self, resp: &mut Response<'_>) -> Decision {
-        Plugin::on_response(self, resp)
+        self.0.on_response(resp)
     }
 }
 
@@ -102,7 +118,20 @@ impl Dispatcher {
     /// `proxy_on_configure`: builds the plugin from the JSON config. On failure the reason is
     /// logged at error level, the previous configuration (if any) stays, and false is returned.
     pub(crate) fn configure<P: Plugin>(&mut self, root: u32, config: &[u8]) -> bool {
-        match build_plugin::<P>(config) {
+        self.configure_as(root, build_plugin::<P>(config).map(RequestOnly))
+    }
+
+    /// [`Dispatcher::configure`] for an [`OnResponse`] plugin.
+    pub(crate) fn configure_with_response<P: OnResponse>(
+        &mut self,
+        root: u32,
+        config: &[u8],
+    ) -> bool {
+        self.configure_as(root, build_plugin::<P>(config).map(WithResponse))
+    }
+
+    fn configure_as(&mut self, root: u32, built: Result<impl Hooks + 'static, String>) -> bool {
+        match built {
             Ok(plugin) => {
                 self.roots.insert(root, Some(Rc::new(plugin)));
                 true
@@ -220,6 +249,9 @@ mod tests {
             req.set_header("x-tag", &self.tag);
             Decision::Continue
         }
+    }
+
+    impl OnResponse for Tagger {
         fn on_response(&self, resp: &mut Response<'_>) -> Decision {
             resp.set_header("x-resp-tag", &self.tag);
             Decision::Continue
@@ -235,8 +267,8 @@ mod tests {
         let mut d = Dispatcher::default();
         d.context_create(1, 0);
         d.context_create(2, 0);
-        assert!(d.configure::<Tagger>(1, br#"{"tag":"one"}"#));
-        assert!(d.configure::<Tagger>(2, br#"{"tag":"two","deny":true}"#));
+        assert!(d.configure_with_response::<Tagger>(1, br#"{"tag":"one"}"#));
+        assert!(d.configure_with_response::<Tagger>(2, br#"{"tag":"two","deny":true}"#));
         d.context_create(10, 1);
         d.context_create(11, 2);
         let mut sent = Vec::new();
@@ -280,19 +312,19 @@ mod tests {
         let _ = crate::testing::take_logs();
         let mut d = Dispatcher::default();
         d.context_create(1, 0);
-        assert!(!d.configure::<Tagger>(1, br#"{"tag":7}"#));
+        assert!(!d.configure_with_response::<Tagger>(1, br#"{"tag":7}"#));
         let logs = crate::testing::take_logs();
         assert_eq!(logs.len(), 1);
         assert_eq!(logs[0].0, log::Level::Error);
         assert!(logs[0].1.contains("tag: invalid type"), "{:?}", logs);
 
-        assert!(!d.configure::<Tagger>(1, br#"{"tag":""}"#));
+        assert!(!d.configure_with_response::<Tagger>(1, br#"{"tag":""}"#));
         assert!(
             crate::testing::take_logs()[0]
                 .1
                 .contains("tag: must not be empty")
         );
-        assert!(!d.configure::<Tagger>(1, b""));
+        assert!(!d.configure_with_response::<Tagger>(1, b""));
         assert!(
             crate::testing::take_logs()[0]
                 .1
@@ -329,8 +361,8 @@ mod tests {
     fn failed_reconfigure_keeps_the_previous_plugin() {
         let mut d = Dispatcher::default();
         d.context_create(1, 0);
-        assert!(d.configure::<Tagger>(1, br#"{"tag":"old"}"#));
-        assert!(!d.configure::<Tagger>(1, br#"{"tag":""}"#));
+        assert!(d.configure_with_response::<Tagger>(1, br#"{"tag":"old"}"#));
+        assert!(!d.configure_with_response::<Tagger>(1, br#"{"tag":""}"#));
         d.context_create(2, 1);
         let mut m = request_map();
         assert_eq!(
@@ -344,9 +376,9 @@ mod tests {
     fn a_request_keeps_the_configuration_it_started_with() {
         let mut d = Dispatcher::default();
         d.context_create(1, 0);
-        assert!(d.configure::<Tagger>(1, br#"{"tag":"old"}"#));
+        assert!(d.configure_with_response::<Tagger>(1, br#"{"tag":"old"}"#));
         d.context_create(2, 1);
-        assert!(d.configure::<Tagger>(1, br#"{"tag":"new"}"#));
+        assert!(d.configure_with_response::<Tagger>(1, br#"{"tag":"new"}"#));
         d.context_create(3, 1);
         let (mut old, mut new) = (request_map(), request_map());
         d.request_headers(2, &mut old, &mut |_| true);
@@ -362,7 +394,7 @@ mod tests {
     fn many_contexts_in_flight_each_find_their_own() {
         let mut d = Dispatcher::default();
         d.context_create(1, 0);
-        assert!(d.configure::<Tagger>(1, br#"{"tag":"t"}"#));
+        assert!(d.configure_with_response::<Tagger>(1, br#"{"tag":"t"}"#));
         for id in 2..2000 {
             d.context_create(id, 1);
         }
@@ -381,5 +413,25 @@ mod tests {
             d.request_headers(1998, &mut m, &mut |_| true),
             Action::Pause
         );
+    }
+
+    #[test]
+    fn a_plugin_exported_without_its_response_hook_lets_responses_through() {
+        let mut d = Dispatcher::default();
+        d.context_create(1, 0);
+        assert!(d.configure::<Tagger>(1, br#"{"tag":"t"}"#));
+        d.context_create(2, 1);
+        let mut m = request_map();
+        assert_eq!(
+            d.request_headers(2, &mut m, &mut |_| true),
+            Action::Continue
+        );
+        assert_eq!(m.get("x-tag"), Some(b"t".to_vec()));
+        let mut resp = MemoryMap::from_pairs(&[(":status", "200")]);
+        assert_eq!(
+            d.response_headers(2, &mut resp, &mut |_| true),
+            Action::Continue
+        );
+        assert_eq!(resp.get("x-resp-tag"), None);
     }
 }

@@ -2,8 +2,9 @@
 //! 0.2.1 module, and unit-test it natively.
 //!
 //! A plugin is a type implementing [`Plugin`]: a serde `Config` type, a `configure` that validates
-//! it, and request/response hooks that return a [`Decision`]. [`export_plugin!`] turns it into a
-//! module the gateway (or Envoy, Istio... any proxy-wasm 0.2.1 host) loads.
+//! it, and a request hook that returns a [`Decision`]; [`OnResponse`] adds a response hook.
+//! [`export_plugin!`] turns it into a module the gateway (or Envoy, Istio... any proxy-wasm 0.2.1
+//! host) loads.
 //!
 //! A whole plugin, with its tests:
 //!
@@ -96,8 +97,8 @@ pub use http::{Request, Response};
 #[doc(hidden)]
 pub use abi::exports as __private;
 
-/// A gateway policy. Implement `configure` and the hooks you need; the others let everything
-/// through.
+/// A gateway policy. Implement `configure`, and `on_request` unless the plugin only looks at
+/// responses ([`OnResponse`]).
 ///
 /// Hooks take `&self`: one configured plugin serves many requests, interleaved, so keep
 /// per-request facts in the request itself.
@@ -116,11 +117,33 @@ pub trait Plugin: Sized + 'static {
         let _ = req;
         Decision::Continue
     }
+}
 
+/// A plugin that also looks at responses. Implement it next to [`Plugin`] and export the type
+/// with `export_plugin!(Type, OnResponse)`.
+///
+/// It is a trait of its own, and not a default method of [`Plugin`], so that a plugin that only
+/// looks at requests does not export `proxy_on_response_headers`: a host calls no export the
+/// module lacks, which spares every request a call into the module. `export_plugin!(Type)` on a
+/// type that implements `OnResponse` does not compile, so the hook cannot be left out by mistake.
+///
+/// ```
+/// # use wasmgate_sdk::{Plugin, Decision, OnResponse, Response};
+/// struct HideServer;
+/// impl Plugin for HideServer {
+///     type Config = serde_json::Value;
+///     fn configure(_: serde_json::Value) -> Result<Self, String> { Ok(HideServer) }
+/// }
+/// impl OnResponse for HideServer {
+///     fn on_response(&self, resp: &mut Response<'_>) -> Decision {
+///         resp.remove_header("server");
+///         Decision::Continue
+///     }
+/// }
+/// wasmgate_sdk::export_plugin!(HideServer, OnResponse);
+/// ```
+pub trait OnResponse: Plugin {
     /// Called with the upstream's response headers before they go to the client. Not called for
-    /// a request this plugin answered itself. The default lets the response through unchanged.
-    fn on_response(&self, resp: &mut Response<'_>) -> Decision {
-        let _ = resp;
-        Decision::Continue
-    }
+    /// a request this plugin answered itself.
+    fn on_response(&self, resp: &mut Response<'_>) -> Decision;
 }

@@ -29,7 +29,7 @@
 
 use crate::http::{HeaderBackend, Request, Response};
 use crate::log::Level;
-use crate::{Decision, LocalResponse, Plugin};
+use crate::{Decision, LocalResponse, OnResponse, Plugin};
 
 /// Builds the plugin from a JSON configuration exactly as the host's configure call does (empty
 /// text reads as `{}`). The error is the message the host would log and report.
@@ -322,7 +322,7 @@ impl TestResponse {
     }
 
     /// Runs `plugin.on_response` and returns what it decided and what the response became.
-    pub fn run<P: Plugin>(mut self, plugin: &P) -> ResponseOutcome {
+    pub fn run<P: OnResponse>(mut self, plugin: &P) -> ResponseOutcome {
         let decision = plugin.on_response(&mut Response::new(&mut self.map));
         ResponseOutcome {
             decision,
@@ -361,6 +361,9 @@ mod tests {
             req.set_header("x-seen", &seen);
             Decision::Continue
         }
+    }
+
+    impl OnResponse for Echo {
         fn on_response(&self, resp: &mut Response<'_>) -> Decision {
             if resp.status() == 500 {
                 resp.set_status(502);

@@ -225,3 +225,59 @@ file = "{{dir}}/status-logger.wasm"
     let lines = logged("logger-up", " 404 ").await;
     assert_eq!(lines.len(), 1, "{lines:?}");
 }
+
+/// A plugin that logs, in `proxy_on_log`, the request's `x-trace` header.
+fn trace_logger(dir: &Path) {
+    write_wat(
+        dir,
+        "trace-logger",
+        r#"(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "x-trace")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_log") (param i32)
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 16) (i32.const 7) (i32.const 64) (i32.const 68)))
+      (then (drop (call $log (i32.const 2) (i32.load (i32.const 64)) (i32.load (i32.const 68))))))))"#,
+    );
+}
+
+/// The SDK's plugins export no response hook, so a route of them alone sends the request headers
+/// upstream without keeping a copy; a plugin after them that reads the request in `on_log` must
+/// still find them.
+#[tokio::test]
+async fn a_plugin_reads_the_request_in_on_log_after_request_only_plugins() {
+    crate::logs::captured();
+    let h = Harness::start_with(|dir| {
+        trace_logger(dir);
+        r#"
+[[routes]]
+name = "traced"
+prefix = "/traced"
+upstream = "{upstream}"
+[[routes.plugins]]
+name = "instance-header"
+config = { values = ["kong_ins"] }
+[[routes.plugins]]
+name = "trace-logger"
+file = "{dir}/trace-logger.wasm"
+"#
+        .to_string()
+    })
+    .await;
+    let r = h
+        .send(
+            Proto::Http1,
+            "GET",
+            "/traced/x",
+            &[("x-instance-id", "kong_ins"), ("x-trace", "t-7f3a")],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 404, "the demo model has no /traced/x");
+    let lines = logged("trace-logger", "t-7f3a").await;
+    assert_eq!(lines.len(), 1, "on_log read x-trace: {lines:?}");
+}

@@ -17,6 +17,9 @@ pub struct Chain {
     plugins: Vec<Arc<Plugin>>,
     /// `metrics[i]` times and counts the failures of `plugins[i]`; empty when unobserved.
     metrics: Arc<[PluginMetrics]>,
+    /// Some plugin may read the request after the request phase (see
+    /// [`Plugin::reads_request_later`]).
+    reads_request_later: bool,
 }
 
 /// How the request phase ended.
@@ -67,6 +70,7 @@ impl Chain {
     /// A chain of `plugins`, run in this order on requests.
     pub fn new(plugins: Vec<Arc<Plugin>>) -> Chain {
         Chain {
+            reads_request_later: plugins.iter().any(|p| p.reads_request_later()),
             plugins,
             metrics: Arc::new([]),
         }
@@ -77,14 +81,21 @@ impl Chain {
     pub fn observed(self, metrics: Vec<PluginMetrics>) -> Chain {
         debug_assert_eq!(metrics.len(), self.plugins.len());
         Chain {
-            plugins: self.plugins,
             metrics: metrics.into(),
+            ..self
         }
     }
 
     /// The plugins, in order.
     pub fn plugins(&self) -> &[Arc<Plugin>] {
         &self.plugins
+    }
+
+    /// Whether a plugin of the chain may read the request's headers after the request phase.
+    /// When none may, the headers go upstream without a copy kept for the plugins: only
+    /// `proxy_on_delete` follows, and it finds no regular request headers (docs/abi.md).
+    pub fn reads_request_later(&self) -> bool {
+        self.reads_request_later
     }
 
     /// Runs every plugin's request-headers callback on `stream`. An error is a plugin failure
@@ -199,6 +210,11 @@ impl ChainRun {
     ) -> Result<(), CallError> {
         let mut clock = Clock::start(&self.metrics);
         for (plugin, index, ctx) in self.contexts.iter_mut().rev() {
+            // A module without `proxy_on_response_headers` is not called (nor locked, nor
+            // timed).
+            if !plugin.has_response_hook() {
+                continue;
+            }
             let Some(handle) = ctx else { continue };
             let had_answer = stream.local_response.is_some();
             let undo = Undo::take(plugin, stream);

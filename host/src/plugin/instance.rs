@@ -65,6 +65,11 @@ pub struct Plugin {
     failure: FailurePolicy,
     slots: Box<[Mutex<Slot>]>,
     next_slot: AtomicUsize,
+    /// The module exports `proxy_on_response_headers`.
+    response_hook: bool,
+    /// The module exports a callback that may read the request after its headers went upstream
+    /// (`proxy_on_response_headers`, `proxy_on_done`, `proxy_on_log`).
+    reads_request_later: bool,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -107,7 +112,13 @@ impl Plugin {
         failure: FailurePolicy,
         limits: Limits,
     ) -> Result<Plugin, LoadError> {
+        let exports = |name: &str| module.pre.module().get_export(name).is_some();
+        let response_hook = exports("proxy_on_response_headers");
         let mut plugin = Plugin {
+            response_hook,
+            reads_request_later: response_hook
+                || exports("proxy_on_done")
+                || exports("proxy_on_log"),
             name: name.into(),
             config,
             module: module.clone(),
@@ -137,6 +148,18 @@ impl Plugin {
     /// The plugin's name (as in the config).
     pub fn name(&self) -> &Arc<str> {
         &self.name
+    }
+
+    /// Whether the module has a response hook (`proxy_on_response_headers`) to call.
+    pub(crate) fn has_response_hook(&self) -> bool {
+        self.response_hook
+    }
+
+    /// Whether the module may read the request after its headers went upstream: it exports
+    /// `proxy_on_response_headers`, `proxy_on_done` or `proxy_on_log`. Else only
+    /// `proxy_on_delete` follows, which frees the context's state.
+    pub(crate) fn reads_request_later(&self) -> bool {
+        self.reads_request_later
     }
 
     /// What a request gets when this plugin fails.

@@ -632,12 +632,12 @@ impl Route {
                 ProxyError::BadRequest("the rewritten path is not a valid URI path")
             })?,
         );
-        // Plugins may read the request headers again (response phase, on_log): they get a copy.
-        // Without plugins nothing does, and the headers move.
-        let mut headers = if self.chain.plugins().is_empty() {
-            std::mem::take(&mut head.headers)
-        } else {
+        // Plugins that may read the request headers again (response phase, on_done, on_log)
+        // get a copy. When none may, nothing reads them after this, and they move.
+        let mut headers = if self.chain.reads_request_later() {
             head.headers.clone()
+        } else {
+            std::mem::take(&mut head.headers)
         };
         // Plugins may have added connection-level headers back.
         strip_hop_by_hop(&mut headers);
