@@ -60,6 +60,8 @@ pub struct Route {
     /// The upstream as configured (`http://host:port`).
     upstream_uri: String,
     upstream: http::uri::Authority,
+    /// The `Host` sent upstream, made once: cloning it is a reference count.
+    upstream_host: Option<HeaderValue>,
     timeout: Duration,
     idle_timeout: Duration,
     hide_identity: bool,
@@ -141,11 +143,22 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers and every header the `Connection` header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Runs four times per request, and most messages carry none of these: one pass over the
-    // names (comparisons of standard names are cheap) spares nine hashed removals.
-    if !headers
-        .keys()
-        .any(|name| HOP_BY_HOP.contains(name) || name == header::PROXY_AUTHENTICATE)
-    {
+    // names spares nine hashed removals. A `match` on the text compares lengths first: a third
+    // of the instructions of comparing each name with the nine `HeaderName`s.
+    if !headers.keys().any(|name| {
+        matches!(
+            name.as_str(),
+            "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "te"
+                | "trailer"
+                | "transfer-encoding"
+                | "upgrade"
+                | "proxy-authorization"
+                | "proxy-authenticate"
+        )
+    }) {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -294,6 +307,8 @@ impl Gateway {
             self.request_id_prefix,
             self.next_request.fetch_add(1, Ordering::Relaxed),
         );
+        // The id is all hex digits: a valid header value.
+        let id_header = HeaderValue::from_str(&id).ok();
         let mut stream = Box::new(Stream {
             request: RequestHead {
                 method: parts.method,
@@ -313,7 +328,7 @@ impl Gateway {
                 } else {
                     "HTTP/1.1"
                 },
-                id: id.clone(),
+                id,
             })),
             request_end_of_stream: body.is_end_stream(),
         });
@@ -342,7 +357,7 @@ impl Gateway {
             }
 
             let (body, tripwire) = Guarded::new(body, Some(self.max_body), self.body_idle);
-            let upstream_req = route.upstream_request(&mut stream, conn, &id, body)?;
+            let upstream_req = route.upstream_request(&mut stream, conn, id_header, body)?;
             let sent_at = Instant::now();
             let sent =
                 tokio::time::timeout(route.timeout, route.connections.send(upstream_req)).await;
@@ -489,11 +504,13 @@ fn ip_text(ip: std::net::IpAddr) -> String {
 /// The request id: the process's prefix and the request's number, as 24 hex digits.
 fn request_id(prefix: u32, number: u64) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digit = |v: u64, shift: u32| char::from(HEX[((v >> shift) & 0xf) as usize]);
-    let mut id = String::with_capacity(24);
-    id.extend((0..8).rev().map(|i| digit(u64::from(prefix), i * 4)));
-    id.extend((0..16).rev().map(|i| digit(number, i * 4)));
-    id
+    // Written as bytes: pushing 24 `char`s checked the capacity and encoded each one.
+    let value = (u128::from(prefix) << 64) | u128::from(number);
+    let mut id = vec![0u8; 24];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = HEX[((value >> (4 * (23 - i))) & 0xf) as usize];
+    }
+    String::from_utf8(id).expect("hex digits are ASCII")
 }
 
 /// Maps a `Location` the upstream sent onto the public side, or `None` to leave it as is.
@@ -606,6 +623,7 @@ impl Route {
             name,
             prefix: config.prefix.clone(),
             upstream_uri: config.upstream.clone(),
+            upstream_host: HeaderValue::from_str(upstream.as_str()).ok(),
             upstream,
             timeout: Duration::from_millis(config.timeout_ms),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
@@ -621,7 +639,7 @@ impl Route {
         &self,
         stream: &mut Stream,
         conn: ConnInfo,
-        id: &str,
+        id: Option<HeaderValue>,
         body: Guarded<Incoming>,
     ) -> Result<Request<Guarded<Incoming>>, ProxyError> {
         let head = &mut stream.request;
@@ -641,30 +659,32 @@ impl Route {
         };
         // Plugins may have added connection-level headers back.
         strip_hop_by_hop(&mut headers);
-        let value = |s: &str| HeaderValue::from_str(s).ok();
-        if let Some(host) = value(self.upstream.as_str()) {
-            headers.insert(header::HOST, host);
+        // Room for the six headers below at once, instead of growing (and rehashing) twice.
+        headers.reserve(6);
+        if let Some(host) = &self.upstream_host {
+            headers.insert(header::HOST, host.clone());
         }
         // Set from the real peer, replacing whatever the client claimed in any of the three
-        // conventions.
+        // conventions. The texts built here become header values without being copied again.
         let client = ip_text(conn.peer.ip());
-        if let Some(v) = value(&client) {
+        let forwarded = forwarded(conn, &client, &head.authority);
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(client)) {
             headers.insert(X_REAL_IP, v.clone());
             headers.insert(X_FORWARDED_FOR, v);
         }
-        if let Some(v) = value(&forwarded(conn, &client, &head.authority)) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(forwarded)) {
             headers.insert(header::FORWARDED, v);
         }
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme));
-        match value(&head.authority) {
-            Some(v) if !head.authority.is_empty() => {
+        match HeaderValue::from_str(&head.authority) {
+            Ok(v) if !head.authority.is_empty() => {
                 headers.insert(X_FORWARDED_HOST, v);
             }
             _ => {
                 headers.remove(X_FORWARDED_HOST);
             }
         }
-        if let Some(v) = value(id) {
+        if let Some(v) = id {
             headers.insert(X_REQUEST_ID, v);
         }
         let mut req = Request::new(body);
