@@ -112,13 +112,11 @@ impl Chain {
         let mut clock = Clock::start(&self.metrics);
         for (index, plugin) in self.plugins.iter().enumerate() {
             let undo = Undo::take(plugin, stream);
-            let outcome = plugin.create_context().and_then(|ctx| {
-                let result = plugin.on_request_headers(&ctx, stream);
-                // A failed call lost the context with its instance; keep only live ones.
-                run.contexts
-                    .push((plugin.clone(), index, result.is_ok().then_some(ctx)));
-                result
-            });
+            let (ctx, outcome) = plugin.on_request_headers(stream);
+            // A failed call lost the context with its instance; keep only live ones.
+            if ctx.is_some() {
+                run.contexts.push((plugin.clone(), index, ctx));
+            }
             clock.lap(index, &outcome);
             match outcome {
                 Ok(_) if stream.local_response.is_some() => {

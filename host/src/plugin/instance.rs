@@ -311,11 +311,38 @@ impl Plugin {
         tracing::warn!(plugin = %self.name, error = %why, "plugin instance discarded; a fresh one replaces it");
     }
 
-    /// Creates a request context on the next instance (round robin), starting a fresh instance
-    /// in that slot if its last one was discarded.
-    pub(crate) fn create_context(&self) -> Result<ContextHandle, CallError> {
+    /// Starts a request in the plugin: creates its context on the next instance (round robin),
+    /// starting a fresh instance in that slot if its last one was discarded, then runs
+    /// `proxy_on_request_headers` on `stream`. Both calls are made under one lock of the slot.
+    /// The handle is `None` when the context was not created, or was lost with its instance.
+    pub(crate) fn on_request_headers(
+        &self,
+        stream: &mut Box<Stream>,
+    ) -> (Option<ContextHandle>, Result<Action, CallError>) {
         let index = self.next_slot.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let mut slot = lock(&self.slots[index]);
+        let ctx = match self.create_context(index, &mut slot) {
+            Ok(ctx) => ctx,
+            Err(e) => return (None, Err(e)),
+        };
+        let count = (4 + stream.request.headers.len()) as i32;
+        let eos = i32::from(stream.request_end_of_stream);
+        let result = self.call_locked(
+            &mut slot,
+            &ctx,
+            stream,
+            Phase::RequestHeaders,
+            |e, store, id| match &e.on_request_headers {
+                Some(f) => f.call(store, (id, count, eos)).map(action),
+                None => Ok(Action::Continue),
+            },
+        );
+        (result.is_ok().then_some(ctx), result)
+    }
+
+    /// Creates a request context in `slot` (number `index`), starting a fresh instance there if
+    /// its last one was discarded.
+    fn create_context(&self, index: usize, slot: &mut Slot) -> Result<ContextHandle, CallError> {
         if slot.live.is_none() {
             let now = Instant::now();
             if let Some(at) = slot.retry_at
@@ -374,7 +401,7 @@ impl Plugin {
             }),
             Err(e) => {
                 let err = self.call_error(&e);
-                self.discard(&mut slot, &err);
+                self.discard(slot, &err);
                 Err(err)
             }
         }
@@ -389,6 +416,18 @@ impl Plugin {
         f: impl FnOnce(&Exports, &mut Store<HostState>, i32) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let mut slot = lock(&self.slots[ctx.slot]);
+        self.call_locked(&mut slot, ctx, stream, phase, f)
+    }
+
+    /// [`Plugin::call`] with the slot already locked.
+    fn call_locked<R>(
+        &self,
+        slot: &mut Slot,
+        ctx: &ContextHandle,
+        stream: &mut Box<Stream>,
+        phase: Phase,
+        f: impl FnOnce(&Exports, &mut Store<HostState>, i32) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
         if slot.generation != ctx.generation || slot.live.is_none() {
             return Err(CallError::Unavailable {
                 plugin: self.name.clone(),
@@ -429,28 +468,9 @@ impl Plugin {
         data.phase = Phase::Root;
         result.map_err(|e| {
             let err = self.call_error(&e);
-            self.discard(&mut slot, &err);
+            self.discard(slot, &err);
             err
         })
-    }
-
-    /// `proxy_on_request_headers`.
-    pub(crate) fn on_request_headers(
-        &self,
-        ctx: &ContextHandle,
-        stream: &mut Box<Stream>,
-    ) -> Result<Action, CallError> {
-        let count = (4 + stream.request.headers.len()) as i32;
-        let eos = i32::from(stream.request_end_of_stream);
-        self.call(
-            ctx,
-            stream,
-            Phase::RequestHeaders,
-            |e, store, id| match &e.on_request_headers {
-                Some(f) => f.call(store, (id, count, eos)).map(action),
-                None => Ok(Action::Continue),
-            },
-        )
     }
 
     /// `proxy_on_response_headers`.
