@@ -441,6 +441,20 @@ col() { # protocol target column -> median over rounds
     awk -F'\t' -v p="$1" -v t="$2" -v c="$3" 'NR > 1 && $2 == p && $3 == t { print $c }' "$OUT/results.tsv" | median
 }
 
+per_round() { # protocol targetA targetB column how -> one ratio per round with both (how: ratio or loss)
+    awk -F'\t' -v p="$1" -v a="$2" -v b="$3" -v c="$4" -v how="$5" '
+        NR > 1 && $2 == p && $3 == a { va[$1] = $c }
+        NR > 1 && $2 == p && $3 == b { vb[$1] = $c }
+        END { for (r in va) if ((r in vb) && vb[r] > 0) print (how == "loss" ? (1 - va[r] / vb[r]) * 100 : va[r] / vb[r]) }' "$OUT/results.tsv"
+}
+
+spread() { # numbers on stdin -> "median [min-max]" with $1 as printf format
+    sort -g | awk -v f="$1" '{ v[NR] = $1 } END {
+        if (NR == 0) { print "-"; exit }
+        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf f " [" f "-" f "]\n", m, v[1], v[NR] }'
+}
+
 total() { # protocol target column -> sum over rounds
     awk -F'\t' -v p="$1" -v t="$2" -v c="$3" 'NR > 1 && $2 == p && $3 == t { s += $c } END { print s + 0 }' "$OUT/results.tsv"
 }
@@ -476,6 +490,16 @@ report() {
             awk -v pr="$proto" -v a="$(col "$proto" wasmgate-plugins 5)" -v b="$(col "$proto" wasmgate-none 5)" \
                 -v ca="$(col "$proto" wasmgate-plugins 9)" -v cb="$(col "$proto" wasmgate-none 9)" 'BEGIN {
                 printf "- %s: %.1f%% of req/s; %+.1f us of proxy CPU per request\n", pr, (b > 0 ? (1 - a / b) * 100 : 0), ca - cb }'
+        done
+        echo
+        # The three proxies of a round run within seconds of each other, so a ratio taken within
+        # each round is less moved by the machine changing speed between rounds.
+        echo "Ratios taken within each round, then their median [lowest-highest]:"
+        echo
+        echo "| protocol | req/s plugins vs nginx | req/s none vs nginx | p99 plugins vs nginx | req/s lost to the chain |"
+        echo "| --- | --- | --- | --- | --- |"
+        for proto in "${PROTOCOLS[@]}"; do
+            echo "| $proto | $(per_round "$proto" wasmgate-plugins nginx-lua 5 ratio | spread '%.2fx') | $(per_round "$proto" wasmgate-none nginx-lua 5 ratio | spread '%.2fx') | $(per_round "$proto" wasmgate-plugins nginx-lua 7 ratio | spread '%.2fx') | $(per_round "$proto" wasmgate-plugins wasmgate-none 5 loss | spread '%.0f%%') |"
         done
     } >"$table"
     cat "$table"
