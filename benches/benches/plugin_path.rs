@@ -1,11 +1,13 @@
 //! The plugin path under criterion: what a request pays inside the plugin runtime.
 //!
-//! - `call/*`: one proxy-wasm call (`proxy_on_response_headers`) into a kept instance whose
-//!   context already exists: the floor of every hook.
+//! - `call/noop-wat`: one proxy-wasm call (`proxy_on_response_headers`) into a kept instance
+//!   whose context already exists: the floor of every hook.
+//! - `skip/no-response-hook`: the same response phase over an SDK plugin that exports no
+//!   response hook (instance-header): what the host pays to find there is nothing to call.
 //! - `context/lifecycle`: a request's whole context life in a do-nothing plugin: create,
 //!   request headers, done, log, delete.
 //! - `plugin/*`: each of the three plugins over the seed's prediction request (request hook,
-//!   response hook, end of context), as one route with that plugin alone would run it.
+//!   response phase, end of context), as one route with that plugin alone would run it.
 //! - `chain/*`: the seed route's three-plugin chain over the same request, and an empty chain.
 //!
 //! Time is the benchmark thread's CPU time, not the wall clock: on a shared virtual machine the
@@ -246,10 +248,11 @@ fn benches(c: &mut Criterion) {
     let noop = noop(&rt);
     let seed = seed_plugins(&rt);
 
-    // One call into a kept instance, with the request's context already open.
+    // One call into a kept instance, with the request's context already open; and the same
+    // response phase over an SDK plugin without a response hook, which the host skips.
     for (name, plugin) in [
         ("call/noop-wat", &noop),
-        ("call/sdk-instance-header", &seed.instance_header),
+        ("skip/no-response-hook", &seed.instance_header),
     ] {
         let chain = Chain::new(vec![plugin.clone()]);
         let mut stream = seed_stream();
