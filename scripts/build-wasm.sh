@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The crates that build to a .wasm module, and the file name each gets under target/wasm/.
-crates=(key-auth instance-header path-rewrite jwt-auth pw-add-header pw-deny)
+crates=(key-auth instance-header path-rewrite jwt-auth pw-add-header pw-deny sdk-stamp)
 if [ "$#" -gt 0 ]; then crates=("$@"); fi
 
 out=target/wasm

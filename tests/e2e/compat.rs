@@ -89,3 +89,55 @@ file = "{}"
         "the outer plugin's response hook ran on the answer"
     );
 }
+
+/// An SDK plugin exported with `export_plugin!(Type, OnResponse)` has its response hook called,
+/// after a request-only SDK plugin on the same route (which the response phase skips), over
+/// HTTP/1.1 and HTTP/2.
+#[tokio::test]
+async fn an_sdk_plugin_with_a_response_hook_sees_the_response() {
+    let h = Harness::start(&format!(
+        r#"
+[[routes]]
+name = "stamped"
+prefix = "/"
+upstream = "{{upstream}}"
+
+[[routes.plugins]]
+name = "instance-header"
+config = {{ values = ["kong_ins"] }}
+
+[[routes.plugins]]
+name = "sdk-stamp"
+file = "{}"
+config = {{ value = "yes" }}
+"#,
+        wasm("sdk-stamp").display()
+    ))
+    .await;
+    for proto in [Proto::Http1, Proto::Https2] {
+        let r = h
+            .send(
+                proto,
+                "GET",
+                "/no/such/model",
+                &[("x-instance-id", "kong_ins"), ("x-stamp-me", "abc")],
+                "",
+            )
+            .await;
+        assert_eq!(r.status, 410, "the response hook turned the 404 into a 410");
+        assert_eq!(r.header("x-stamped"), Some("yes"));
+        let seen = h
+            .recorder
+            .last_request()
+            .expect("the upstream got the request");
+        assert_eq!(
+            seen.headers.get("x-stamp").map(|v| v.as_bytes()),
+            Some(&b"abc"[..])
+        );
+    }
+    // A refusal by the request-only plugin before it: the stamp plugin never saw the request, so
+    // its response hook does not run on the answer either.
+    let r = h.send(Proto::Http1, "GET", "/x", &[], "").await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("x-stamped"), None);
+}
