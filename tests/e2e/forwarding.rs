@@ -146,23 +146,32 @@ async fn client_claims_about_its_address_are_replaced() {
     }
 }
 
-/// A plugin that logs the response status it sees in `proxy_on_log`.
-fn status_logger(dir: &Path) {
+/// A plugin named `name` that logs, in `proxy_on_log`, the value of `header` in header map `map`
+/// (0: request, 2: response).
+fn header_logger(dir: &Path, name: &str, map: u32, header: &str) {
     write_wat(
         dir,
-        "status-logger",
-        r#"(module
+        name,
+        &format!(
+            r#"(module
   (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
-  (data (i32.const 16) ":status")
+  (data (i32.const 16) "{header}")
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
   (func (export "proxy_on_context_create") (param i32 i32))
   (func (export "proxy_on_log") (param i32)
-    (if (i32.eqz (call $get (i32.const 2) (i32.const 16) (i32.const 7) (i32.const 64) (i32.const 68)))
+    (if (i32.eqz (call $get (i32.const {map}) (i32.const 16) (i32.const {len}) (i32.const 64) (i32.const 68)))
       (then (drop (call $log (i32.const 2) (i32.load (i32.const 64)) (i32.load (i32.const 68))))))))"#,
+            len = header.len()
+        ),
     );
+}
+
+/// A plugin that logs the response status it sees in `proxy_on_log`.
+fn status_logger(dir: &Path) {
+    header_logger(dir, "status-logger", 2, ":status");
 }
 
 /// Waits until `plugin` has logged a line mentioning `text`.
@@ -226,25 +235,6 @@ file = "{{dir}}/status-logger.wasm"
     assert_eq!(lines.len(), 1, "{lines:?}");
 }
 
-/// A plugin that logs, in `proxy_on_log`, the request's `x-trace` header.
-fn trace_logger(dir: &Path) {
-    write_wat(
-        dir,
-        "trace-logger",
-        r#"(module
-  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
-  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "x-trace")
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_log") (param i32)
-    (if (i32.eqz (call $get (i32.const 0) (i32.const 16) (i32.const 7) (i32.const 64) (i32.const 68)))
-      (then (drop (call $log (i32.const 2) (i32.load (i32.const 64)) (i32.load (i32.const 68))))))))"#,
-    );
-}
-
 /// The SDK's plugins export no response hook, so a route of them alone sends the request headers
 /// upstream without keeping a copy; a plugin after them that reads the request in `on_log` must
 /// still find them.
@@ -252,7 +242,7 @@ fn trace_logger(dir: &Path) {
 async fn a_plugin_reads_the_request_in_on_log_after_request_only_plugins() {
     crate::logs::captured();
     let h = Harness::start_with(|dir| {
-        trace_logger(dir);
+        header_logger(dir, "trace-logger", 0, "x-trace");
         r#"
 [[routes]]
 name = "traced"
