@@ -441,18 +441,18 @@ col() { # protocol target column -> median over rounds
     awk -F'\t' -v p="$1" -v t="$2" -v c="$3" 'NR > 1 && $2 == p && $3 == t { print $c }' "$OUT/results.tsv" | median
 }
 
-per_round() { # protocol targetA targetB column how -> one ratio per round with both (how: ratio or loss)
+per_round() { # protocol targetA targetB column how -> one ratio per round where both measured (how: ratio or loss)
     awk -F'\t' -v p="$1" -v a="$2" -v b="$3" -v c="$4" -v how="$5" '
         NR > 1 && $2 == p && $3 == a { va[$1] = $c }
         NR > 1 && $2 == p && $3 == b { vb[$1] = $c }
-        END { for (r in va) if ((r in vb) && vb[r] > 0) print (how == "loss" ? (1 - va[r] / vb[r]) * 100 : va[r] / vb[r]) }' "$OUT/results.tsv"
+        END { for (r in va) if ((r in vb) && va[r] > 0 && vb[r] > 0) print (how == "loss" ? (1 - va[r] / vb[r]) * 100 : va[r] / vb[r]) }' "$OUT/results.tsv"
 }
 
-spread() { # numbers on stdin -> "median [min-max]" with $1 as printf format
+spread() { # numbers on stdin -> "median (lowest..highest, n rounds)" with $1 as printf format
     sort -g | awk -v f="$1" '{ v[NR] = $1 } END {
         if (NR == 0) { print "-"; exit }
         m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        printf f " [" f "-" f "]\n", m, v[1], v[NR] }'
+        printf f " (" f ".." f ", n=%d)\n", m, v[1], v[NR], NR }'
 }
 
 total() { # protocol target column -> sum over rounds
@@ -494,7 +494,7 @@ report() {
         echo
         # The three proxies of a round run within seconds of each other, so a ratio taken within
         # each round is less moved by the machine changing speed between rounds.
-        echo "Ratios taken within each round, then their median [lowest-highest]:"
+        echo "Ratios taken within each round (rounds where both runs answered), then their median (lowest..highest, rounds):"
         echo
         echo "| protocol | req/s plugins vs nginx | req/s none vs nginx | p99 plugins vs nginx | req/s lost to the chain |"
         echo "| --- | --- | --- | --- | --- |"

@@ -126,6 +126,7 @@ const TAKEN_TYPE_NAMES: &[&str] = &[
     "Err",
     "None",
     "Ok",
+    "OnResponse",
     "Option",
     "Plugin",
     "Request",
@@ -1295,6 +1296,7 @@ mod tests {
         assert_eq!(type_name("config"), "ConfigPlugin");
         assert_eq!(type_name("string"), "StringPlugin");
         assert_eq!(type_name("plugin"), "PluginPlugin");
+        assert_eq!(type_name("on-response"), "OnResponsePlugin");
     }
 
     #[test]

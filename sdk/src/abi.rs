@@ -24,7 +24,7 @@
 /// wasmgate_sdk::export_plugin!(Allow);
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// # use wasmgate_sdk::{Plugin, Decision, OnResponse, Response};
 /// struct Tag;
 /// impl Plugin for Tag {
@@ -34,7 +34,7 @@
 /// impl OnResponse for Tag {
 ///     fn on_response(&self, _: &mut Response<'_>) -> Decision { Decision::Continue }
 /// }
-/// // error: `Tag` implements `OnResponse`: export it with `export_plugin!(Tag, OnResponse)`
+/// // error[E0277]: this plugin implements `OnResponse`: export it with `export_plugin!(Type, OnResponse)`
 /// wasmgate_sdk::export_plugin!(Tag);
 /// ```
 #[macro_export]
@@ -49,7 +49,7 @@ macro_rules! export_plugin {
             #[allow(unused_imports)]
             use $crate::__private::{ProbeRequestOnly as _, ProbeResponse as _};
             $crate::__private::request_only(
-                (&$crate::__private::Probe::<$plugin>(::core::marker::PhantomData)).probe(),
+                (&$crate::__private::Probe::<$plugin>(::core::marker::PhantomData)).__wasmgate_sdk_probe(),
             );
         };
     };
@@ -153,22 +153,22 @@ pub mod exports {
 
     /// Chosen first, by method resolution, when `P: OnResponse`.
     pub trait ProbeResponse {
-        fn probe(&self) -> HasResponseHook;
+        fn __wasmgate_sdk_probe(&self) -> HasResponseHook;
     }
 
     impl<P: crate::OnResponse> ProbeResponse for Probe<P> {
-        fn probe(&self) -> HasResponseHook {
+        fn __wasmgate_sdk_probe(&self) -> HasResponseHook {
             HasResponseHook
         }
     }
 
     /// Chosen otherwise (one auto-reference further).
     pub trait ProbeRequestOnly {
-        fn probe(&self) -> RequestOnly;
+        fn __wasmgate_sdk_probe(&self) -> RequestOnly;
     }
 
     impl<P> ProbeRequestOnly for &Probe<P> {
-        fn probe(&self) -> RequestOnly {
+        fn __wasmgate_sdk_probe(&self) -> RequestOnly {
             RequestOnly
         }
     }

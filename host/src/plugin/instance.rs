@@ -509,8 +509,14 @@ impl Plugin {
             }
             Ok(())
         });
-        if let Err(e) = result {
-            tracing::warn!(plugin = %self.name, error = %e, "plugin failed while finishing a request");
+        match result {
+            // The context went with its discarded instance (the discard was logged): there is
+            // nothing left to end. A module without a response hook meets this here, its first
+            // call after another request's trap.
+            Ok(()) | Err(CallError::Unavailable { .. }) => {}
+            Err(e) => {
+                tracing::warn!(plugin = %self.name, error = %e, "plugin failed while finishing a request");
+            }
         }
     }
 

@@ -659,8 +659,8 @@ impl Route {
         };
         // Plugins may have added connection-level headers back.
         strip_hop_by_hop(&mut headers);
-        // Room for the six headers below at once, instead of growing (and rehashing) twice.
-        headers.reserve(6);
+        // Room for the seven headers below at once, instead of growing (and rehashing) twice.
+        headers.reserve(7);
         if let Some(host) = &self.upstream_host {
             headers.insert(header::HOST, host.clone());
         }
