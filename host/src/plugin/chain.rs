@@ -128,6 +128,11 @@ impl Chain {
                     if let Err(e) = tolerate(plugin, err, undo, stream) {
                         return (run, Err(e));
                     }
+                    // Skipped under fail open: it gets no further callback for this request but
+                    // `proxy_on_delete`, which frees its context now.
+                    if let Some((plugin, _, Some(handle))) = run.contexts.pop() {
+                        plugin.delete(&handle);
+                    }
                 }
                 Err(err) => {
                     if let Err(e) = tolerate(plugin, err, undo, stream) {
@@ -221,7 +226,13 @@ impl ChainRun {
             match outcome {
                 Ok(_) if !had_answer && stream.local_response.is_some() => return Ok(()),
                 Ok(Action::Continue) => {}
-                Ok(Action::Pause) => tolerate(plugin, paused(plugin), undo, stream)?,
+                Ok(Action::Pause) => {
+                    tolerate(plugin, paused(plugin), undo, stream)?;
+                    // Skipped under fail open, as in the request phase.
+                    if let Some(handle) = ctx.take() {
+                        plugin.delete(&handle);
+                    }
+                }
                 Err(err) => {
                     *ctx = None;
                     tolerate(plugin, err, undo, stream)?;

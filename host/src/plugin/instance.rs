@@ -150,6 +150,12 @@ impl Plugin {
         &self.name
     }
 
+    /// How many times the instance in slot `index` was discarded.
+    #[cfg(test)]
+    pub(crate) fn generation_of_slot(&self, index: usize) -> u64 {
+        lock(&self.slots[index]).generation
+    }
+
     /// Whether the module has a response hook (`proxy_on_response_headers`) to call.
     pub(crate) fn has_response_hook(&self) -> bool {
         self.response_hook

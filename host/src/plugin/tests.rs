@@ -449,3 +449,58 @@ fn the_wasm_stack_is_the_configured_size() {
     let err = run(&load(&small, &wat)).1.unwrap_err();
     assert!(err.to_string().contains("stack overflow"), "{err}");
 }
+
+/// A fail-open plugin that pauses is skipped: no further callback for that request but
+/// `proxy_on_delete` (docs/abi.md). Its response hook would add a header; its `on_log` would trap.
+#[test]
+fn a_fail_open_plugin_that_pauses_gets_no_further_callbacks() {
+    let rt = runtime();
+    let wat = r#"(module
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "x-called")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 2) (i32.const 16) (i32.const 8) (i32.const 16) (i32.const 8)))
+    (i32.const 0))
+  (func (export "proxy_on_log") (param i32) unreachable)
+  (func (export "proxy_on_delete") (param i32))
+)"#;
+    let bytes = wat::parse_str(wat).unwrap();
+    let compiled = rt.compile_bytes(Path::new("p.wasm"), &bytes).unwrap();
+    let plugin = rt
+        .configure(
+            &compiled,
+            "pauser",
+            Vec::new(),
+            FailurePolicy::Open,
+            &limits(),
+        )
+        .unwrap();
+    let chain = Chain::new(vec![plugin.clone()]);
+    for _ in 0..2 {
+        let mut s = stream();
+        let (mut run, outcome) = chain.on_request(&mut s);
+        assert_eq!(outcome.unwrap(), RequestOutcome::Forward);
+        s.response = Some(super::ResponseHead {
+            status: http::StatusCode::OK,
+            headers: http::HeaderMap::new(),
+        });
+        run.on_response(&mut s, true).unwrap();
+        let headers = &s.response.as_ref().unwrap().headers;
+        assert!(headers.get("x-called").is_none(), "the response hook ran");
+        run.finish(&mut s);
+    }
+    // on_log never ran (it traps, which would have discarded the instance): the instance that
+    // served both requests is still the first one.
+    let mut s = stream();
+    assert_eq!(chain.on_request(&mut s).1.unwrap(), RequestOutcome::Forward);
+    assert_eq!(
+        plugin.generation_of_slot(0),
+        0,
+        "no callback trapped, so no instance was discarded"
+    );
+}
