@@ -73,7 +73,7 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
 /// anything: it starts with `/`, holds only unreserved characters and `/`, and has no empty,
 /// `.` or `..` segment (an empty last one is the root or a trailing slash). Most request paths
 /// are like this; the general normaliser took about 3.9k instructions on the seed's path.
-fn is_plainly_canonical(raw: &[u8]) -> bool {
+pub(crate) fn is_plainly_canonical(raw: &[u8]) -> bool {
     if raw.first() != Some(&b'/') || raw.len() > MAX_PATH_LEN {
         return false;
     }
@@ -197,7 +197,8 @@ mod tests {
     }
 
     /// Every path of up to 9 characters over `/ . a - ~` that the quick check takes is one the
-    /// general normaliser gives back unchanged; and the quick check takes the common ones.
+    /// general normaliser gives back unchanged and a valid `PathAndQuery`; and the quick check
+    /// takes the common ones.
     #[test]
     fn the_quick_check_takes_only_what_the_normaliser_leaves_alone() {
         let alphabet = [b'/', b'.', b'a', b'-', b'~'];
@@ -213,6 +214,8 @@ mod tests {
                     taken += 1;
                     let path = std::str::from_utf8(&path).expect("ASCII");
                     assert_eq!(normalize_general(path).as_deref(), Ok(path), "{path}");
+                    // A plugin's `:path` is taken on this check alone (plugin::stream).
+                    assert!(path.parse::<http::uri::PathAndQuery>().is_ok(), "{path}");
                 }
             }
         }
