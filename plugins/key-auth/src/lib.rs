@@ -13,8 +13,15 @@
 //! `key_sha256` (the hex SHA-256 of the key, so the configuration need not hold the key). Keys must
 //! be unique across all consumers.
 //!
-//! Only SHA-256 digests are kept after configure. A presented key is hashed and compared, in
-//! constant time, with every stored digest, never stopping at the first match.
+//! Only digests are kept after configure, never a key: the SHA-256 of each key, and its BLAKE3
+//! once known. A presented key is hashed and compared, in constant time, with every stored digest,
+//! never stopping at the first match.
+//!
+//! A key is first looked for by its BLAKE3 digest, about three times cheaper than SHA-256 in wasm.
+//! Plain `keys` have theirs from configure; a `key_sha256` key gets its own the first time a
+//! request presents it and it matches by SHA-256. So a key seen before costs one BLAKE3; an
+//! unknown key costs a BLAKE3 and a SHA-256. BLAKE3 is collision- and preimage-resistant like
+//! SHA-256: the stored digests give no way to a key, or to another key that would match.
 //!
 //! | request | answer |
 //! | --- | --- |
@@ -24,6 +31,7 @@
 //!
 //! No key is ever logged.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -81,11 +89,28 @@ fn yes() -> bool {
     true
 }
 
-/// One stored key: its digest, as words as requests compare it, and the index of its consumer.
+/// One stored key: its digests, as words as requests compare them, and the index of its
+/// consumer.
 #[derive(Debug)]
 struct Credential {
+    /// SHA-256 of the key.
     words: [u64; 4],
+    /// BLAKE3 of the key, once known: from configure for a plain key, from the first request
+    /// that presents it for a `key_sha256` one (`known` says which).
+    quick: Cell<[u64; 4]>,
+    known: Cell<bool>,
     consumer: u32,
+}
+
+impl Credential {
+    fn new(words: [u64; 4], quick: Option<[u64; 4]>, consumer: u32) -> Self {
+        Credential {
+            words,
+            quick: Cell::new(quick.unwrap_or_default()),
+            known: Cell::new(quick.is_some()),
+            consumer,
+        }
+    }
 }
 
 /// The configured plugin.
@@ -195,6 +220,11 @@ fn key_words(key: &[u8]) -> [u64; 4] {
     [word(0), word(1), word(2), word(3)]
 }
 
+/// BLAKE3 of a key, as words in the same order as [`digest_words`].
+fn quick_words(key: &[u8]) -> [u64; 4] {
+    digest_words(blake3::hash(key).as_bytes())
+}
+
 /// Whether two digests are equal, in constant time: every word's difference is folded into one
 /// word, which `subtle` compares with zero without a data-dependent branch. (`subtle`'s own
 /// `[u8]` comparison fences every byte and cost more than the hash.)
@@ -207,20 +237,44 @@ impl KeyAuth {
     /// The username whose key this is. Compares the key's digest with every stored digest in
     /// constant time and does not stop early, so timing tells nothing about which key or how
     /// many keys are close.
+    ///
+    /// The key is looked for by its BLAKE3 digest first, then, when that finds nothing, by its
+    /// SHA-256 digest; a match there records the BLAKE3 digest for the next request. So a valid
+    /// key presented before answers sooner than one presented for the first time or an invalid
+    /// one; which key it is, or how close a wrong key came, timing does not tell.
     fn authenticate(&self, key: &[u8]) -> Option<&str> {
-        let digest = key_words(key);
+        let quick = quick_words(key);
+        let index = match self.find(&quick, |c| (c.quick.get(), c.known.get())) {
+            Some(index) => index,
+            None => {
+                let index = self.find(&key_words(key), |c| (c.words, true))?;
+                let cred = &self.credentials[index];
+                cred.quick.set(quick);
+                cred.known.set(true);
+                index
+            }
+        };
+        self.usernames
+            .get(self.credentials[index].consumer as usize)
+            .map(String::as_str)
+    }
+
+    /// The index of the credential whose digest, as `stored` gives it with whether it is valid,
+    /// equals `wanted`. Every credential is compared, without a branch on the digests.
+    fn find(
+        &self,
+        wanted: &[u64; 4],
+        stored: impl Fn(&Credential) -> ([u64; 4], bool),
+    ) -> Option<usize> {
         let mut found = Choice::from(0);
-        let mut consumer = 0u32;
-        for cred in &self.credentials {
-            let eq = digests_equal(&cred.words, &digest);
-            consumer.conditional_assign(&cred.consumer, eq);
+        let mut index = 0u64;
+        for (i, cred) in (0u64..).zip(&self.credentials) {
+            let (digest, valid) = stored(cred);
+            let eq = digests_equal(&digest, wanted) & Choice::from(u8::from(valid));
+            index.conditional_assign(&i, eq);
             found |= eq;
         }
-        if bool::from(found) {
-            self.usernames.get(consumer as usize).map(String::as_str)
-        } else {
-            None
-        }
+        bool::from(found).then(|| usize::try_from(index).expect("an index of the credentials"))
     }
 
     /// The first non-empty key the request presents, in `key_names` order, header before query.
@@ -306,15 +360,16 @@ impl Plugin for KeyAuth {
                 entries.push((
                     format!("consumers[{ci}].keys[{ki}]"),
                     key_words(key.as_bytes()),
+                    Some(quick_words(key.as_bytes())),
                 ));
             }
             for (ki, hex) in consumer.key_sha256.iter().enumerate() {
                 let place = format!("consumers[{ci}].key_sha256[{ki}]");
                 let digest =
                     decode_sha256_hex(hex).ok_or_else(|| format!("{place}: not 64 hex digits"))?;
-                entries.push((place, digest_words(&digest)));
+                entries.push((place, digest_words(&digest), None));
             }
-            for (place, words) in entries {
+            for (place, words, quick) in entries {
                 if let Some(&prev) = seen_digests.get(&words) {
                     return Err(format!(
                         "{place}: duplicate key (same as {})",
@@ -322,10 +377,7 @@ impl Plugin for KeyAuth {
                     ));
                 }
                 seen_digests.insert(words, credentials.len());
-                credentials.push(Credential {
-                    words,
-                    consumer: index,
-                });
+                credentials.push(Credential::new(words, quick, index));
                 origins.push(place);
             }
             usernames.push(username);
@@ -695,6 +747,58 @@ mod tests {
             .header("apikey", "second-key")
             .run(&p);
         assert_eq!(out.header(CONSUMER_HEADER).as_deref(), Some("other"));
+    }
+
+    /// Which credentials know their key's BLAKE3 digest, in order.
+    fn known(p: &KeyAuth) -> Vec<bool> {
+        p.credentials.iter().map(|c| c.known.get()).collect()
+    }
+
+    fn consumer_for(p: &KeyAuth, key: &str) -> Option<String> {
+        let out = TestRequest::post("/").header("apikey", key).run(p);
+        out.is_continue()
+            .then(|| out.header(CONSUMER_HEADER).expect("a consumer"))
+    }
+
+    #[test]
+    fn a_stored_digest_learns_its_blake3_digest_from_the_first_valid_request() {
+        let p = plugin("");
+        // alice: one plain key; bob: a plain key and the digest of "secret".
+        assert_eq!(known(&p), [true, true, false]);
+        assert_eq!(p.credentials[0].quick.get(), quick_words(KEY.as_bytes()));
+
+        // Wrong keys, a wrong key of the right length included, record nothing.
+        for wrong in ["secreT", "secret ", "bob-key-2", "x"] {
+            assert_eq!(consumer_for(&p, wrong), None, "{wrong}");
+        }
+        assert_eq!(known(&p), [true, true, false]);
+
+        assert_eq!(consumer_for(&p, "secret").as_deref(), Some("bob"));
+        assert_eq!(known(&p), [true, true, true]);
+        assert_eq!(p.credentials[2].quick.get(), quick_words(b"secret"));
+
+        // Now every key is found by BLAKE3 alone, each for its own consumer, and the wrong ones
+        // still fall through both lookups.
+        for _ in 0..2 {
+            assert_eq!(consumer_for(&p, "secret").as_deref(), Some("bob"));
+            assert_eq!(consumer_for(&p, KEY).as_deref(), Some("alice"));
+            assert_eq!(consumer_for(&p, "bob-key-1").as_deref(), Some("bob"));
+            assert_eq!(consumer_for(&p, "secreT"), None);
+        }
+    }
+
+    #[test]
+    fn a_blake3_digest_counts_only_once_known() {
+        let p = plugin("");
+        // A digest slot not yet known must never match, whatever it holds.
+        p.credentials[2].quick.set(quick_words(b"not secret"));
+        assert_eq!(consumer_for(&p, "not secret"), None);
+        assert_eq!(known(&p), [true, true, false]);
+        assert_eq!(consumer_for(&p, "secret").as_deref(), Some("bob"));
+        assert_eq!(p.credentials[2].quick.get(), quick_words(b"secret"));
+        assert_eq!(consumer_for(&p, "not secret"), None);
+        assert_eq!(p.credentials[1].quick.get(), quick_words(b"bob-key-1"));
+        assert_ne!(quick_words(b"secret"), key_words(b"secret"));
     }
 
     #[test]
