@@ -17,7 +17,7 @@
 //! once known. A presented key is hashed and compared, in constant time, with every stored digest,
 //! never stopping at the first match.
 //!
-//! A key is first looked for by its BLAKE3 digest, about three times cheaper than SHA-256 in wasm.
+//! A key is first looked for by its BLAKE3 digest, about half the cost of SHA-256 in wasm.
 //! Plain `keys` have theirs from configure; a `key_sha256` key gets its own the first time a
 //! request presents it and it matches by SHA-256. So a key seen before costs one BLAKE3; an
 //! unknown key costs a BLAKE3 and a SHA-256. BLAKE3 is collision- and preimage-resistant like
