@@ -16,7 +16,7 @@ use wasmtime::{
     Caller, Engine, FuncType, Linker, Memory, Module, Store, StoreLimits, TypedFunc, Val, ValType,
 };
 
-use super::stream::{LocalResponse, MAX_PAIRS, MapMut, Stream};
+use super::stream::{HeaderNames, LocalResponse, MAX_PAIRS, MapMut, Stream};
 
 /// proxy-wasm status codes (the spec's `proxy_status_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +98,8 @@ pub(crate) struct HostState {
     /// A buffer kept between host calls for values handed to the guest, so reading a header
     /// does not allocate.
     scratch: Vec<u8>,
+    /// The header names this instance's plugin has used, parsed once.
+    names: HeaderNames,
 }
 
 impl HostState {
@@ -113,6 +115,7 @@ impl HostState {
             phase: Phase::Root,
             start_log: Some(Vec::new()),
             scratch: Vec::new(),
+            names: HeaderNames::default(),
         }
     }
 }
@@ -352,27 +355,42 @@ pub(crate) fn deserialize_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
 
 /// The map a call names, if the current phase has it. `write` asks for a writable map.
 fn map_for(state: &mut HostState, map_type: i32, write: bool) -> Result<MapMut<'_>, Status> {
-    let phase = state.phase;
-    let stream = state.stream.as_mut().ok_or(Status::NotFound)?;
-    match map_type {
+    map_and_names(state, map_type, write).map(|(map, _)| map)
+}
+
+/// [`map_for`], with the instance's parsed header names beside it.
+fn map_and_names(
+    state: &mut HostState,
+    map_type: i32,
+    write: bool,
+) -> Result<(MapMut<'_>, &mut HeaderNames), Status> {
+    let HostState {
+        phase,
+        stream,
+        names,
+        ..
+    } = state;
+    let stream = stream.as_mut().ok_or(Status::NotFound)?;
+    let map = match map_type {
         MAP_REQUEST_HEADERS => {
-            if write && phase != Phase::RequestHeaders {
+            if write && *phase != Phase::RequestHeaders {
                 return Err(Status::BadArgument);
             }
-            Ok(MapMut::Request(&mut stream.request))
+            MapMut::Request(&mut stream.request)
         }
         MAP_RESPONSE_HEADERS => {
-            if write && phase != Phase::ResponseHeaders {
+            if write && *phase != Phase::ResponseHeaders {
                 return Err(Status::BadArgument);
             }
             stream
                 .response
                 .as_mut()
                 .map(MapMut::Response)
-                .ok_or(Status::NotFound)
+                .ok_or(Status::NotFound)?
         }
-        _ => Err(Status::BadArgument),
-    }
+        _ => return Err(Status::BadArgument),
+    };
+    Ok((map, names))
 }
 
 fn is_trailers(map_type: i32) -> bool {
@@ -444,8 +462,8 @@ fn get_header_map_value(
         if is_trailers(map_type) {
             return Err(Status::NotFound);
         }
-        let map = map_for(state, map_type, false)?;
-        if map.get_into(key, &mut value) {
+        let (map, names) = map_and_names(state, map_type, false)?;
+        if map.get_into(key, names, &mut value) {
             Ok(())
         } else {
             Err(Status::NotFound)
@@ -482,11 +500,11 @@ fn edit_header(
         (Ok(k), Ok(v)) => (&data[k], &data[v]),
         (Err(status), _) | (_, Err(status)) => return ok(status),
     };
-    let status = match map_for(state, map_type, true) {
-        Ok(mut map) => {
+    let status = match map_and_names(state, map_type, true) {
+        Ok((mut map, names)) => {
             let result = match edit {
-                Edit::Add => map.add(key, value),
-                Edit::Replace => map.replace(key, value),
+                Edit::Add => map.add(key, value, names),
+                Edit::Replace => map.replace(key, value, names),
             };
             result.map_or(Status::BadArgument, |()| Status::Ok)
         }
@@ -503,8 +521,10 @@ fn remove_header(
 ) -> Answer {
     let (data, state) = or_answer!(memory_and_state(&mut caller));
     let key = &data[or_answer!(range(data, key_ptr, key_len, MAX_ITEM))];
-    let status = match map_for(state, map_type, true) {
-        Ok(mut map) => map.remove(key).map_or(Status::BadArgument, |()| Status::Ok),
+    let status = match map_and_names(state, map_type, true) {
+        Ok((mut map, names)) => map
+            .remove(key, names)
+            .map_or(Status::BadArgument, |()| Status::Ok),
         Err(status) => status,
     };
     ok(status)

@@ -1,6 +1,7 @@
 //! What a plugin sees of one request: the request and response heads with their pseudo-headers,
 //! the local response a plugin may send, and the facts exposed as properties.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -138,6 +139,47 @@ fn header_name(name: &[u8]) -> Result<HeaderName, BadHeader> {
     HeaderName::from_bytes(name).map_err(|_| BadHeader)
 }
 
+/// Most names one instance keeps parsed in its [`HeaderNames`].
+const NAMES_KEPT: usize = 32;
+
+/// Longest name kept parsed: real header names are far shorter, and a plugin must not make the
+/// host hold its 64 KiB names.
+const NAME_KEPT_LEN: usize = 64;
+
+/// The header names a plugin instance has used, parsed, keyed by the exact bytes it passed. A
+/// plugin reads and writes the same few names on every request, and parsing one (checking it,
+/// lower-casing it, matching it against the standard names, copying a custom one) cost more
+/// than the map operation it was for. Looked up by a linear scan: a plugin uses a handful.
+#[derive(Default)]
+pub(crate) struct HeaderNames {
+    kept: Vec<(Box<[u8]>, HeaderName)>,
+}
+
+impl HeaderNames {
+    /// `name` parsed, or `BadHeader` when it is not a valid header name. Valid names up to
+    /// [`NAME_KEPT_LEN`] bytes are kept, the last [`NAMES_KEPT`] of them.
+    fn get(&mut self, name: &[u8]) -> Result<Cow<'_, HeaderName>, BadHeader> {
+        let found = self.kept.iter().position(|(bytes, _)| **bytes == *name);
+        let index = match found {
+            Some(index) => index,
+            None => {
+                let parsed = header_name(name)?;
+                if name.len() > NAME_KEPT_LEN {
+                    return Ok(Cow::Owned(parsed));
+                }
+                if self.kept.len() == NAMES_KEPT {
+                    // Evict the oldest; a plugin cycling through more names than this pays a
+                    // parse per use, as before there was a cache.
+                    self.kept.remove(0);
+                }
+                self.kept.push((name.into(), parsed));
+                self.kept.len() - 1
+            }
+        };
+        Ok(Cow::Borrowed(&self.kept[index].1))
+    }
+}
+
 fn header_value(value: &[u8]) -> Result<HeaderValue, BadHeader> {
     HeaderValue::from_bytes(value).map_err(|_| BadHeader)
 }
@@ -193,14 +235,14 @@ impl MapMut<'_> {
     #[cfg(test)]
     pub(crate) fn get(&self, name: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::new();
-        self.get_into(name, &mut out).then_some(out)
+        self.get_into(name, &mut HeaderNames::default(), &mut out)
+            .then_some(out)
     }
 
     /// Appends the value of `name` to `out`, as [`MapMut::get`] gives it; false when there is
-    /// none. Looks the name up without building a `HeaderName` (which allocates for every
-    /// non-standard name) and pseudo-headers without formatting the others: this runs for every
-    /// header a plugin reads.
-    pub(crate) fn get_into(&self, name: &[u8], out: &mut Vec<u8>) -> bool {
+    /// none. Regular names come parsed from `names`, pseudo-headers without formatting the
+    /// others: this runs for every header a plugin reads.
+    pub(crate) fn get_into(&self, name: &[u8], names: &mut HeaderNames, out: &mut Vec<u8>) -> bool {
         if name.first() == Some(&b':') {
             let value: &str = match (self, name) {
                 (MapMut::Request(r), b":authority") => &r.authority,
@@ -213,11 +255,11 @@ impl MapMut<'_> {
             out.extend_from_slice(value.as_bytes());
             return true;
         }
-        // A name that is not valid UTF-8 is not a valid header name: nothing has it.
-        let Ok(name) = std::str::from_utf8(name) else {
+        // An invalid name is in no map.
+        let Ok(name) = names.get(name) else {
             return false;
         };
-        let mut values = self.headers().get_all(name).iter();
+        let mut values = self.headers().get_all(&*name).iter();
         let Some(first) = values.next() else {
             return false;
         };
@@ -278,11 +320,16 @@ impl MapMut<'_> {
     }
 
     /// Sets `name` to `value`, replacing every earlier value.
-    pub(crate) fn replace(&mut self, name: &[u8], value: &[u8]) -> Result<(), BadHeader> {
+    pub(crate) fn replace(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        names: &mut HeaderNames,
+    ) -> Result<(), BadHeader> {
         if name.first() == Some(&b':') {
             return self.set_pseudo(name, value);
         }
-        let (name, value) = (header_name(name)?, header_value(value)?);
+        let (name, value) = (names.get(name)?.into_owned(), header_value(value)?);
         self.check_room(name.as_str().len() + value.len())?;
         self.headers_mut()
             .try_insert(name, value)
@@ -291,11 +338,16 @@ impl MapMut<'_> {
     }
 
     /// Adds a value for `name`, keeping earlier ones.
-    pub(crate) fn add(&mut self, name: &[u8], value: &[u8]) -> Result<(), BadHeader> {
+    pub(crate) fn add(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        names: &mut HeaderNames,
+    ) -> Result<(), BadHeader> {
         if name.first() == Some(&b':') {
             return self.set_pseudo(name, value);
         }
-        let (name, value) = (header_name(name)?, header_value(value)?);
+        let (name, value) = (names.get(name)?.into_owned(), header_value(value)?);
         self.check_room(name.as_str().len() + value.len())?;
         self.headers_mut()
             .try_append(name, value)
@@ -305,14 +357,13 @@ impl MapMut<'_> {
 
     /// Removes every value of `name`. Pseudo-headers cannot be removed: a request without
     /// `:path` or a response without `:status` cannot be forwarded (Envoy crashed on exactly that).
-    pub(crate) fn remove(&mut self, name: &[u8]) -> Result<(), BadHeader> {
+    pub(crate) fn remove(&mut self, name: &[u8], names: &mut HeaderNames) -> Result<(), BadHeader> {
         if name.first() == Some(&b':') {
             return Err(BadHeader);
         }
-        // Looked up by `&str`: no `HeaderName` (an allocation) for a name only being removed.
         // An invalid name is in no map, so there is nothing to remove.
-        if let Ok(name) = std::str::from_utf8(name) {
-            self.headers_mut().remove(name);
+        if let Ok(name) = names.get(name) {
+            self.headers_mut().remove(&*name);
         }
         Ok(())
     }
@@ -396,14 +447,15 @@ mod tests {
     fn pseudo_headers_are_readable_and_checked_when_set() {
         let mut r = request();
         let mut m = MapMut::Request(&mut r);
+        let mut n = HeaderNames::default();
         assert_eq!(m.get(b":path").unwrap(), b"/a?b=1");
         assert_eq!(m.get(b":method").unwrap(), b"POST");
         assert_eq!(m.get(b"X-A").unwrap(), b"1,2");
         assert_eq!(m.get(b"missing"), None);
         assert_eq!(m.pairs().len(), 7);
-        m.replace(b":path", b"/uci/prediction").unwrap();
-        assert_eq!(m.replace(b":path", b"no-slash"), Err(BadHeader));
-        assert_eq!(m.replace(b":path", b"/a b"), Err(BadHeader));
+        m.replace(b":path", b"/uci/prediction", &mut n).unwrap();
+        assert_eq!(m.replace(b":path", b"no-slash", &mut n), Err(BadHeader));
+        assert_eq!(m.replace(b":path", b"/a b", &mut n), Err(BadHeader));
         // Past the quick check: a query, escapes and sub-delimiters are parsed and normalised.
         for bad in [
             &b"/a//b"[..],
@@ -413,19 +465,58 @@ mod tests {
             b"/a?<",
             b"/a/./b?x",
         ] {
-            assert_eq!(m.replace(b":path", bad), Err(BadHeader), "{bad:?}");
+            assert_eq!(m.replace(b":path", bad, &mut n), Err(BadHeader), "{bad:?}");
         }
         for good in [&b"/a/b:c@d"[..], b"/a%20b", b"/a?x=1&y=/../", b"/"] {
-            m.replace(b":path", good).unwrap();
+            m.replace(b":path", good, &mut n).unwrap();
             assert_eq!(m.get(b":path").unwrap(), good);
         }
-        m.replace(b":path", b"/uci/prediction").unwrap();
-        assert_eq!(m.remove(b":path"), Err(BadHeader));
-        assert_eq!(m.replace(b":status", b"200"), Err(BadHeader));
-        assert_eq!(m.replace(b"x-b", b"bad\r\nvalue"), Err(BadHeader));
-        m.remove(b"APIKEY").unwrap();
+        m.replace(b":path", b"/uci/prediction", &mut n).unwrap();
+        assert_eq!(m.remove(b":path", &mut n), Err(BadHeader));
+        assert_eq!(m.replace(b":status", b"200", &mut n), Err(BadHeader));
+        assert_eq!(m.replace(b"x-b", b"bad\r\nvalue", &mut n), Err(BadHeader));
+        m.remove(b"APIKEY", &mut n).unwrap();
         assert_eq!(r.path, "/uci/prediction");
         assert!(r.headers.get("apikey").is_none());
+    }
+
+    #[test]
+    fn header_names_are_parsed_once_and_kept_within_bounds() {
+        let mut n = HeaderNames::default();
+        assert_eq!(n.get(b"X-Instance-ID").unwrap().as_str(), "x-instance-id");
+        assert_eq!(n.get(b"apikey").unwrap().as_str(), "apikey");
+        assert_eq!(n.get(b"X-Instance-ID").unwrap().as_str(), "x-instance-id");
+        assert_eq!(n.get(b"x-instance-id").unwrap().as_str(), "x-instance-id");
+        assert_eq!(n.kept.len(), 3, "one entry per spelling");
+        for bad in [&b""[..], b"a b", b"x\r\n", b":path", b"\xff"] {
+            assert_eq!(n.get(bad).err(), Some(BadHeader), "{bad:?}");
+        }
+        let long = vec![b'a'; NAME_KEPT_LEN + 1];
+        assert_eq!(n.get(&long).unwrap().as_str().len(), NAME_KEPT_LEN + 1);
+        assert_eq!(n.kept.len(), 3, "invalid and long names are not kept");
+
+        // Past the bound the oldest go, and every name still reads right.
+        let many: Vec<String> = (0..NAMES_KEPT + 5).map(|i| format!("X-H{i}")).collect();
+        for name in many.iter().chain(&many) {
+            assert_eq!(
+                n.get(name.as_bytes()).unwrap().as_str(),
+                name.to_lowercase()
+            );
+        }
+        assert_eq!(n.kept.len(), NAMES_KEPT);
+
+        // Through the map: reads, replaces and removes by any spelling find the same header.
+        let mut r = request();
+        let mut m = MapMut::Request(&mut r);
+        let mut out = Vec::new();
+        assert!(m.get_into(b"X-A", &mut n, &mut out));
+        assert_eq!(out, b"1,2");
+        m.replace(b"X-A", b"3", &mut n).unwrap();
+        m.add(b"x-a", b"4", &mut n).unwrap();
+        assert_eq!(m.get(b"x-a").unwrap(), b"3,4");
+        m.remove(b"X-a", &mut n).unwrap();
+        assert_eq!(m.get(b"x-a"), None);
+        assert_eq!(m.add(b"bad name", b"v", &mut n), Err(BadHeader));
     }
 
     #[test]
@@ -435,10 +526,11 @@ mod tests {
             headers: HeaderMap::new(),
         };
         let mut m = MapMut::Response(&mut r);
-        assert_eq!(m.remove(b":status"), Err(BadHeader));
-        assert_eq!(m.replace(b":status", b"99"), Err(BadHeader));
-        assert_eq!(m.replace(b":status", b"abc"), Err(BadHeader));
-        m.replace(b":status", b"418").unwrap();
+        let mut n = HeaderNames::default();
+        assert_eq!(m.remove(b":status", &mut n), Err(BadHeader));
+        assert_eq!(m.replace(b":status", b"99", &mut n), Err(BadHeader));
+        assert_eq!(m.replace(b":status", b"abc", &mut n), Err(BadHeader));
+        m.replace(b":status", b"418", &mut n).unwrap();
         m.set_all(&[(b":status", b"201"), (b"x-y", b"z")]).unwrap();
         assert_eq!(r.status, StatusCode::CREATED);
         assert_eq!(r.headers.get("x-y").unwrap(), "z");
