@@ -12,7 +12,7 @@
 //! `403 {"message":"Invalid X-INSTANCE-ID header"}`. The messages use the configured name.
 
 use serde::Deserialize;
-use wasmgate_sdk::{Decision, Plugin, Request};
+use wasmgate_sdk::{Decision, Plugin, Request, bytes};
 
 /// The configured check.
 #[derive(Debug)]
@@ -82,7 +82,7 @@ impl Plugin for InstanceHeader {
         let Some(value) = req.header_bytes(&self.header) else {
             return Decision::reject_json(403, &format!("Missing {} header", self.header));
         };
-        if !self.values.iter().any(|v| v.as_bytes() == value.as_slice()) {
+        if !self.values.iter().any(|v| bytes::eq(v.as_bytes(), &value)) {
             wasmgate_sdk::info!(
                 "instance-header: refused a request with an unknown {}",
                 self.header
