@@ -18,13 +18,15 @@ if [ "$#" -gt 0 ]; then crates=("$@"); fi
 
 out=target/wasm
 mkdir -p "$out"
+# `tail` goes last, after any cargo flag added below: clippy's own arguments.
+tail=()
 if [ "$clippy" = 1 ]; then
     args=(clippy --target wasm32-unknown-unknown --target-dir target/wasm-build -p wasmgate-sdk)
+    tail=(-- -D warnings)
 else
     args=(build --release --target wasm32-unknown-unknown --target-dir target/wasm-build)
 fi
 for c in "${crates[@]}"; do args+=(-p "$c"); done
-if [ "$clippy" = 1 ]; then args+=(-- -D warnings); fi
 
 # An outer cargo (make, a build script) may have set these for the host toolchain.
 unset RUSTC RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_TARGET_DIR CARGO_BUILD_TARGET RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
@@ -35,8 +37,10 @@ unset RUSTC RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_TARGET_DIR CARGO_BUILD_T
 export CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo
 export CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 
-if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
-    cargo "${args[@]}"
+if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -x wasm32-unknown-unknown >/dev/null; then
+    # (Not `grep -q`: it stops reading at the first match, and under pipefail rustup's failed
+    # write would make the test false.)
+    cargo "${args[@]}" "${tail[@]}"
 elif [ "$clippy" = 1 ]; then
     # Debian ships no clippy beside its rustc-web; the host-target clippy still runs.
     echo "build-wasm: no clippy for the Debian wasm toolchain: wasm-target lints skipped" >&2

@@ -78,8 +78,8 @@
 
 #[allow(unsafe_code)]
 mod abi;
-// Off wasm, only the unit tests drive the ABI codec and the lifecycle dispatcher.
 pub mod bytes;
+// Off wasm, only the unit tests drive the ABI codec and the lifecycle dispatcher.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod codec;
 pub mod config;

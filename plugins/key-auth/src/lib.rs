@@ -21,7 +21,8 @@
 //! Plain `keys` have theirs from configure; a `key_sha256` key gets its own the first time a
 //! request presents it and it matches by SHA-256. So a key seen before costs one BLAKE3; an
 //! unknown key costs a BLAKE3 and a SHA-256. BLAKE3 is collision- and preimage-resistant like
-//! SHA-256: the stored digests give no way to a key, or to another key that would match.
+//! SHA-256: for random keys the stored digests give no way to a key, or to another key that would
+//! match (a guessable key can be found from either digest by trying candidates; use random keys).
 //!
 //! | request | answer |
 //! | --- | --- |
