@@ -194,6 +194,7 @@ pub(crate) use wasm::{current_time_nanos, log, log_level};
 
 #[cfg(target_arch = "wasm32")]
 mod wasm {
+    use std::cell::Cell;
     use std::ptr;
 
     use crate::LocalResponse;
@@ -273,6 +274,45 @@ mod wasm {
         fn proxy_get_log_level(return_level: *mut u32) -> u32;
     }
 
+    thread_local! {
+        // A wasm32 module is single-threaded: one of each per instance.
+        /// A buffer a value was read into and that its reader gave back ([`recycle`]): the next
+        /// `proxy_on_memory_allocate` it is large enough for lends it to the host instead of
+        /// allocating, and the value comes back in it.
+        static SPARE: Cell<Option<Vec<u8>>> = const { Cell::new(None) };
+        /// The buffer lent to the host (its pointer and capacity) until the host hands it back.
+        static LENT: Cell<Option<(*mut u8, usize)>> = const { Cell::new(None) };
+    }
+
+    /// Largest buffer kept for reuse: header values are short, and an instance should not hold
+    /// on to the largest value it ever read.
+    const SPARE_MAX: usize = 4096;
+
+    /// Gives a value's buffer back for the next value the host hands over (see `SPARE`).
+    pub(crate) fn recycle(buffer: Vec<u8>) {
+        if buffer.capacity() > 0 && buffer.capacity() <= SPARE_MAX {
+            SPARE.set(Some(buffer));
+        }
+    }
+
+    /// `proxy_on_memory_allocate`: the spare buffer if it is large enough, else a new one. Not
+    /// zeroed: the host writes every byte, and zeroing cost a `memory.fill` call into the host
+    /// for every value it returned.
+    pub(crate) fn allocate(size: usize) -> *mut u8 {
+        // A spare too small is freed here.
+        if size > 0
+            && let Some(mut spare) = SPARE.take()
+            && spare.capacity() >= size
+        {
+            let lent = spare.as_mut_ptr();
+            LENT.set(Some((lent, spare.capacity())));
+            std::mem::forget(spare);
+            return lent;
+        }
+        let buffer: &mut [std::mem::MaybeUninit<u8>] = Box::leak(Box::new_uninit_slice(size));
+        buffer.as_mut_ptr().cast()
+    }
+
     /// Takes ownership of a buffer the host placed in guest memory through
     /// `proxy_on_memory_allocate`.
     fn take_host_buffer(data: *mut u8, size: usize) -> Vec<u8> {
@@ -280,11 +320,21 @@ mod wasm {
             // A zero-size allocation owns no memory, so there is nothing to free.
             return Vec::new();
         }
-        // SAFETY: the host got `data` from `proxy_on_memory_allocate(size)`, which leaked a boxed
-        // slice of exactly `size` bytes from the global allocator (capacity == length == size);
-        // the host wrote all `size` bytes (the ABI's contract for a returned buffer) and handed
-        // ownership back to us; nothing else refers to it.
-        unsafe { Vec::from_raw_parts(data, size, size) }
+        // The spare buffer, if that is what the host filled, keeps its whole capacity.
+        let capacity = match LENT.get() {
+            Some((lent, capacity)) if lent == data => {
+                LENT.set(None);
+                capacity
+            }
+            _ => size,
+        };
+        // SAFETY: the host got `data` from `proxy_on_memory_allocate(size)` (`allocate`), which
+        // either leaked a boxed slice of exactly `size` bytes from the global allocator
+        // (capacity == length == size) or lent the spare `Vec`'s buffer of `capacity >= size`
+        // bytes, recorded in `LENT` and forgotten; the host wrote the first `size` bytes (the
+        // ABI's contract for a returned buffer) and handed ownership back to us; nothing else
+        // refers to it.
+        unsafe { Vec::from_raw_parts(data, size, capacity) }
     }
 
     /// Calls a host function that returns a buffer through two out-pointers.
@@ -384,6 +434,10 @@ mod wasm {
     }
 
     impl HeaderBackend for HostMap {
+        fn recycle(&self, value: Vec<u8>) {
+            recycle(value);
+        }
+
         fn get(&self, name: &str) -> Option<Vec<u8>> {
             call_returning_buffer(|data, len| {
                 // SAFETY: `name` outlives the call and is only read; `data`/`len` point at live
@@ -467,12 +521,10 @@ mod wasm {
             static DISPATCHER: RefCell<Dispatcher> = RefCell::new(Dispatcher::default());
         }
 
-        /// Leaks a buffer of `size` bytes to the host, which fills it and hands it back as a
-        /// return value (see `take_host_buffer`). Not zeroed: the host writes every byte, and
-        /// zeroing cost a `memory.fill` call into the host for every value it returned.
+        /// Hands the host a buffer of `size` bytes, which it fills and hands back as a return
+        /// value (see `take_host_buffer`).
         pub fn on_memory_allocate(size: usize) -> *mut u8 {
-            let buffer: &mut [std::mem::MaybeUninit<u8>] = Box::leak(Box::new_uninit_slice(size));
-            buffer.as_mut_ptr().cast()
+            super::allocate(size)
         }
 
         /// `proxy_on_context_create`: records a root or HTTP context.

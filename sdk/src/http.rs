@@ -17,6 +17,10 @@ pub(crate) trait HeaderBackend {
     fn remove(&mut self, name: &str);
     /// A host property (path segments), if the host has it.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Takes back a value [`HeaderBackend::get`] gave, whose buffer may serve the next one.
+    fn recycle(&self, value: Vec<u8>) {
+        drop(value);
+    }
 }
 
 fn lossy(bytes: Vec<u8>) -> String {
@@ -53,6 +57,20 @@ macro_rules! header_methods {
         /// A header's raw bytes: use this to compare secrets exactly.
         pub fn header_bytes(&self, name: &str) -> Option<Vec<u8>> {
             self.backend.get(name)
+        }
+
+        /// Calls `f` with a header's raw bytes (`None` when absent; pseudo-headers work too)
+        /// and returns what it returns. The value is not kept: its buffer serves the next value
+        /// the host hands over, which in a wasm module spares an allocation and a free per
+        /// header read (about 300 instructions). Use it on the hot path when the value is only
+        /// looked at.
+        pub fn read_header<R>(&self, name: &str, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+            let value = self.backend.get(name);
+            let result = f(value.as_deref());
+            if let Some(value) = value {
+                self.backend.recycle(value);
+            }
+            result
         }
 
         /// Every regular header (pseudo-headers left out), names lowercase, in order.
@@ -228,6 +246,56 @@ fn hex_digit(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `MemoryMap` that counts the values given back to it.
+    struct Counting {
+        map: crate::testing::MemoryMap,
+        recycled: std::cell::Cell<usize>,
+    }
+
+    impl HeaderBackend for Counting {
+        fn get(&self, name: &str) -> Option<Vec<u8>> {
+            self.map.get(name)
+        }
+        fn pairs(&self) -> Vec<(String, Vec<u8>)> {
+            self.map.pairs()
+        }
+        fn replace(&mut self, name: &str, value: &[u8]) {
+            self.map.replace(name, value);
+        }
+        fn add(&mut self, name: &str, value: &[u8]) {
+            self.map.add(name, value);
+        }
+        fn remove(&mut self, name: &str) {
+            HeaderBackend::remove(&mut self.map, name);
+        }
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.map.property(path)
+        }
+        fn recycle(&self, _: Vec<u8>) {
+            self.recycled.set(self.recycled.get() + 1);
+        }
+    }
+
+    #[test]
+    fn read_header_lends_the_value_and_gives_its_buffer_back() {
+        let mut backend = Counting {
+            map: crate::testing::MemoryMap::from_pairs(&[(":path", "/a?b"), ("apikey", "k1")]),
+            recycled: std::cell::Cell::new(0),
+        };
+        let req = Request::new(&mut backend);
+        assert_eq!(
+            req.read_header("APIKEY", |v| v.map(<[u8]>::to_vec)),
+            Some(b"k1".to_vec())
+        );
+        assert!(req.read_header("missing", |v| v.is_none()));
+        assert_eq!(req.read_header(":path", |v| v.map(<[u8]>::len)), Some(4));
+        assert_eq!(
+            backend.recycled.get(),
+            2,
+            "every value read, none for the missing one"
+        );
+    }
 
     #[test]
     fn percent_decoding() {

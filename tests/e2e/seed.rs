@@ -198,3 +198,46 @@ async fn encoded_and_dotted_paths_reach_only_the_intended_path_or_are_refused() 
     }
     assert_eq!(h.recorder.count(), before);
 }
+
+/// The plugins read each value in the buffer the previous one came in (the SDK's
+/// `read_header`): values longer and shorter than the last, and ones that differ from a good
+/// one only by what follows it, must each be read exactly.
+#[tokio::test]
+async fn values_of_every_length_in_turn_are_read_exactly() {
+    let h = Harness::start(SEED_ROUTE).await;
+    let path = "/serving-uci/uci/prediction";
+    let long_key = "k".repeat(3000);
+    let cases: [(&str, &str, u16); 9] = [
+        (DEMO_KEY, "kong_ins", 200),
+        (&format!("{DEMO_KEY}x"), "kong_ins", 401),
+        (&DEMO_KEY[..DEMO_KEY.len() - 1], "kong_ins", 401),
+        (DEMO_KEY, "kong_ins", 200),
+        (&long_key, "kong_ins", 401),
+        (DEMO_KEY, "kong_ins_and_more", 403),
+        (DEMO_KEY, "kong_in", 403),
+        (DEMO_KEY, "kong_ins", 200),
+        ("k", "kong_ins", 401),
+    ];
+    for (i, (key, instance, want)) in cases.iter().enumerate() {
+        let r = h
+            .predict(path, &[("apikey", key), ("x-instance-id", instance)])
+            .await;
+        assert_eq!(r.status, *want, "case {i}: {:?}", r.body);
+    }
+
+    // A path longer than the last, then the short one again: the upstream sees each exactly.
+    let query = "q=".to_owned() + &"v".repeat(500);
+    for (public, internal) in [
+        (
+            format!("{path}?{query}"),
+            format!("/uci/prediction?{query}"),
+        ),
+        (path.to_owned(), "/uci/prediction".to_owned()),
+        (format!("{path}?a=1"), "/uci/prediction?a=1".to_owned()),
+    ] {
+        let r = h.predict(&public, &GOOD).await;
+        assert_eq!(r.status, 200, "{public}: {:?}", r.body);
+        let seen = h.recorder.last_request().expect("the upstream got it");
+        assert_eq!(seen.path, internal);
+    }
+}

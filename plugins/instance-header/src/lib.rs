@@ -79,10 +79,14 @@ impl Plugin for InstanceHeader {
     }
 
     fn on_request(&self, req: &mut Request<'_>) -> Decision {
-        let Some(value) = req.header_bytes(&self.header) else {
+        // Looked at in the buffer the host filled, which the SDK keeps (`read_header`).
+        let known = req.read_header(&self.header, |value| {
+            value.map(|value| self.values.iter().any(|v| bytes::eq(v.as_bytes(), value)))
+        });
+        let Some(known) = known else {
             return Decision::reject_json(403, &format!("Missing {} header", self.header));
         };
-        if !self.values.iter().any(|v| bytes::eq(v.as_bytes(), &value)) {
+        if !known {
             wasmgate_sdk::info!(
                 "instance-header: refused a request with an unknown {}",
                 self.header

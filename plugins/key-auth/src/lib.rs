@@ -278,21 +278,25 @@ impl KeyAuth {
         bool::from(found).then(|| usize::try_from(index).expect("an index of the credentials"))
     }
 
-    /// The first non-empty key the request presents, in `key_names` order, header before query.
-    fn presented_key(&self, req: &Request<'_>) -> Option<Vec<u8>> {
+    /// Authenticates the first non-empty key the request presents, in `key_names` order, header
+    /// before query: its consumer, or the message of the 401 (no key, or an unknown one).
+    fn check_key(&self, req: &Request<'_>) -> Result<&str, &'static str> {
+        let check = |key: &[u8]| self.authenticate(key).ok_or(INVALID_KEY);
         for name in &self.key_names {
+            // Looked at in the buffer the host filled, which the SDK keeps (`read_header`).
             if self.key_in_header
-                && let Some(v) = req.header_bytes(name).filter(|v| !v.is_empty())
+                && let Some(result) =
+                    req.read_header(name, |v| v.filter(|v| !v.is_empty()).map(check))
             {
-                return Some(v);
+                return result;
             }
             if self.key_in_query
                 && let Some(v) = req.query_param_bytes(name).filter(|v| !v.is_empty())
             {
-                return Some(v);
+                return check(&v);
             }
         }
-        None
+        Err(NO_KEY)
     }
 
     fn reject(message: &str) -> Decision {
@@ -399,13 +403,16 @@ impl Plugin for KeyAuth {
     }
 
     fn on_request(&self, req: &mut Request<'_>) -> Decision {
-        let Some(key) = self.presented_key(req) else {
-            wasmgate_sdk::debug!("key-auth: request without an API key refused");
-            return Self::reject(NO_KEY);
-        };
-        let Some(username) = self.authenticate(&key) else {
-            wasmgate_sdk::info!("key-auth: request with an invalid API key refused");
-            return Self::reject(INVALID_KEY);
+        let username = match self.check_key(req) {
+            Ok(username) => username,
+            Err(NO_KEY) => {
+                wasmgate_sdk::debug!("key-auth: request without an API key refused");
+                return Self::reject(NO_KEY);
+            }
+            Err(message) => {
+                wasmgate_sdk::info!("key-auth: request with an invalid API key refused");
+                return Self::reject(message);
+            }
         };
         if self.hide_credentials {
             for name in &self.key_names {

@@ -12,6 +12,7 @@
 //! one the gateway already normalised, so the plugin does no decoding of its own.
 
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use wasmgate_sdk::{Decision, Plugin, Request, bytes};
@@ -125,10 +126,23 @@ impl Plugin for PathRewrite {
     }
 
     fn on_request(&self, req: &mut Request<'_>) -> Decision {
-        let path = req.path();
         let mut new = self.new_path.borrow_mut();
-        if self.rewrite(&path, &mut new) {
-            wasmgate_sdk::debug!("path-rewrite: {path} -> {new}");
+        // Looked at in the buffer the host filled, which the SDK keeps (`read_header`). The
+        // gateway's paths are ASCII; `from_utf8_lossy` alone decodes byte by byte (460
+        // instructions for the seed's path), so it is only the fallback.
+        let changed = req.read_header(":path", |path| {
+            let path = path.unwrap_or_default();
+            let path = match std::str::from_utf8(path) {
+                Ok(path) => Cow::Borrowed(path),
+                Err(_) => String::from_utf8_lossy(path),
+            };
+            let changed = self.rewrite(&path, &mut new);
+            if changed {
+                wasmgate_sdk::debug!("path-rewrite: {path} -> {new}");
+            }
+            changed
+        });
+        if changed {
             req.set_path(&new);
         }
         Decision::Continue
