@@ -518,7 +518,7 @@ mod wasm {
 
         thread_local! {
             // A wasm32 module is single-threaded: this is the instance's one state.
-            static DISPATCHER: RefCell<Dispatcher> = RefCell::new(Dispatcher::default());
+            static DISPATCHER: RefCell<Dispatcher> = const { RefCell::new(Dispatcher::new()) };
         }
 
         /// Hands the host a buffer of `size` bytes, which it fills and hands back as a return

@@ -98,6 +98,14 @@ fn not_configured() -> LocalResponse {
 }
 
 impl Dispatcher {
+    /// An empty dispatcher, made at compile time so the instance's one needs no lazy start.
+    pub(crate) const fn new() -> Self {
+        Dispatcher {
+            roots: BTreeMap::new(),
+            contexts: HashMap::with_hasher(BuildHasherDefault::new()),
+        }
+    }
+
     /// `proxy_on_context_create`: parent 0 makes a root context, anything else an HTTP context
     /// belonging to root `parent`.
     pub(crate) fn context_create(&mut self, id: u32, parent: u32) {
