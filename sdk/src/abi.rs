@@ -192,9 +192,141 @@ pub mod exports {
 #[cfg(target_arch = "wasm32")]
 pub(crate) use wasm::{current_time_nanos, log, log_level};
 
+/// The buffers the host fills for the guest: `proxy_on_memory_allocate` hands one out, a host
+/// call hands it back filled. Plain Rust apart from the one `from_raw_parts`, so it is unit-tested
+/// natively; on wasm the exports and `HostMap` use it.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod buffers {
+    use std::cell::Cell;
+
+    thread_local! {
+        // A wasm32 module is single-threaded: one of each per instance.
+        /// A buffer a value was read into and that its reader gave back ([`recycle`]): the next
+        /// `proxy_on_memory_allocate` it is large enough for lends it to the host instead of
+        /// allocating, and the value comes back in it.
+        static SPARE: Cell<Option<Vec<u8>>> = const { Cell::new(None) };
+        /// The buffer lent to the host (its pointer and capacity) until the host hands it back.
+        /// One at a time: while it is out, `allocate` allocates.
+        static LENT: Cell<Option<(*mut u8, usize)>> = const { Cell::new(None) };
+    }
+
+    /// Largest buffer kept for reuse: header values are short, and an instance should not hold
+    /// on to the largest value it ever read.
+    pub(crate) const SPARE_MAX: usize = 4096;
+
+    /// Gives a value's buffer back for the next value the host hands over (see `SPARE`).
+    pub(crate) fn recycle(buffer: Vec<u8>) {
+        if buffer.capacity() > 0 && buffer.capacity() <= SPARE_MAX {
+            SPARE.set(Some(buffer));
+        }
+    }
+
+    /// `proxy_on_memory_allocate`: the spare buffer if it is large enough and none is lent
+    /// already, else a new one. Not zeroed: the host writes every byte, and zeroing cost a
+    /// `memory.fill` call into the host for every value it returned.
+    pub(crate) fn allocate(size: usize) -> *mut u8 {
+        // Only one buffer is lent at a time: a host that allocates twice before handing the
+        // first back gets a new one the second time, so each pointer keeps its own record.
+        // A spare too small is freed here.
+        if size > 0
+            && LENT.get().is_none()
+            && let Some(mut spare) = SPARE.take()
+            && spare.capacity() >= size
+        {
+            let lent = spare.as_mut_ptr();
+            LENT.set(Some((lent, spare.capacity())));
+            std::mem::forget(spare);
+            return lent;
+        }
+        let buffer: &mut [std::mem::MaybeUninit<u8>] = Box::leak(Box::new_uninit_slice(size));
+        buffer.as_mut_ptr().cast()
+    }
+
+    /// Takes ownership of a buffer the host placed in guest memory through
+    /// `proxy_on_memory_allocate` ([`allocate`]) and filled with `size` bytes.
+    pub(crate) fn take_host_buffer(data: *mut u8, size: usize) -> Vec<u8> {
+        if data.is_null() || size == 0 {
+            // A zero-size allocation owns no memory, so there is nothing to free.
+            return Vec::new();
+        }
+        // The spare buffer, if that is what the host filled, keeps its whole capacity.
+        let capacity = match LENT.get() {
+            Some((lent, capacity)) if lent == data => {
+                LENT.set(None);
+                capacity
+            }
+            _ => size,
+        };
+        // SAFETY: the host got `data` from `proxy_on_memory_allocate(size)` (`allocate`), which
+        // either leaked a boxed slice of exactly `size` bytes from the global allocator
+        // (capacity == length == size) or lent the spare `Vec`'s buffer of `capacity >= size`
+        // bytes, recorded in `LENT` (the only buffer out on loan until it comes back here, so
+        // the record is its own) and forgotten; the host wrote the first `size` bytes (the ABI's
+        // contract for a returned buffer) and handed ownership back to us; nothing else refers
+        // to it.
+        unsafe { Vec::from_raw_parts(data, size, capacity) }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// What a host does: allocate, write `value`, hand the buffer back.
+        fn round_trip(value: &[u8]) -> Vec<u8> {
+            let data = allocate(value.len());
+            // SAFETY: `allocate` returned a buffer of at least `value.len()` bytes that nothing
+            // else refers to until `take_host_buffer`: the test writes it as a host would.
+            let filled = unsafe { std::slice::from_raw_parts_mut(data, value.len()) };
+            filled.copy_from_slice(value);
+            take_host_buffer(data, value.len())
+        }
+
+        #[test]
+        fn a_given_back_buffer_carries_the_next_value_that_fits() {
+            let first = round_trip(b"0123456789");
+            let first_ptr = first.as_ptr();
+            recycle(first);
+            let second = round_trip(b"abc");
+            assert_eq!(second, b"abc", "exactly the new value, nothing of the old");
+            assert_eq!(second.as_ptr(), first_ptr, "the spare was lent");
+            assert_eq!(second.capacity(), 10);
+            recycle(second);
+            // Larger than the spare: a new buffer, and the spare is freed.
+            let third = round_trip(b"0123456789abcdef");
+            assert_eq!(third, b"0123456789abcdef");
+            assert_eq!(third.capacity(), 16);
+            assert_eq!(round_trip(b""), b"");
+            assert!(SPARE.take().is_none() && LENT.get().is_none());
+        }
+
+        #[test]
+        fn two_allocations_before_a_hand_back_each_keep_their_own_size() {
+            recycle(Vec::with_capacity(64));
+            let lent = allocate(8);
+            // A spare given back meanwhile is not lent while the first is out.
+            recycle(Vec::with_capacity(32));
+            let fresh = allocate(8);
+            assert_ne!(lent, fresh, "the second is not the lent spare");
+            for (p, byte) in [(lent, b'l'), (fresh, b'f')] {
+                // SAFETY: both came from `allocate(8)` and are not yet handed back.
+                unsafe { std::ptr::write_bytes(p, byte, 8) };
+            }
+            // Handed back in the other order: each Vec gets its own capacity.
+            let fresh = take_host_buffer(fresh, 8);
+            let lent = take_host_buffer(lent, 8);
+            assert_eq!((fresh.capacity(), lent.capacity()), (8, 64));
+            assert_eq!((fresh[0], lent[0]), (b'f', b'l'));
+            assert!(LENT.get().is_none());
+            assert_eq!(SPARE.take().map(|s| s.capacity()), Some(32));
+            // Too large to keep.
+            recycle(Vec::with_capacity(SPARE_MAX + 1));
+            assert!(SPARE.take().is_none());
+        }
+    }
+}
+
 #[cfg(target_arch = "wasm32")]
 mod wasm {
-    use std::cell::Cell;
     use std::ptr;
 
     use crate::LocalResponse;
@@ -274,68 +406,7 @@ mod wasm {
         fn proxy_get_log_level(return_level: *mut u32) -> u32;
     }
 
-    thread_local! {
-        // A wasm32 module is single-threaded: one of each per instance.
-        /// A buffer a value was read into and that its reader gave back ([`recycle`]): the next
-        /// `proxy_on_memory_allocate` it is large enough for lends it to the host instead of
-        /// allocating, and the value comes back in it.
-        static SPARE: Cell<Option<Vec<u8>>> = const { Cell::new(None) };
-        /// The buffer lent to the host (its pointer and capacity) until the host hands it back.
-        static LENT: Cell<Option<(*mut u8, usize)>> = const { Cell::new(None) };
-    }
-
-    /// Largest buffer kept for reuse: header values are short, and an instance should not hold
-    /// on to the largest value it ever read.
-    const SPARE_MAX: usize = 4096;
-
-    /// Gives a value's buffer back for the next value the host hands over (see `SPARE`).
-    pub(crate) fn recycle(buffer: Vec<u8>) {
-        if buffer.capacity() > 0 && buffer.capacity() <= SPARE_MAX {
-            SPARE.set(Some(buffer));
-        }
-    }
-
-    /// `proxy_on_memory_allocate`: the spare buffer if it is large enough, else a new one. Not
-    /// zeroed: the host writes every byte, and zeroing cost a `memory.fill` call into the host
-    /// for every value it returned.
-    pub(crate) fn allocate(size: usize) -> *mut u8 {
-        // A spare too small is freed here.
-        if size > 0
-            && let Some(mut spare) = SPARE.take()
-            && spare.capacity() >= size
-        {
-            let lent = spare.as_mut_ptr();
-            LENT.set(Some((lent, spare.capacity())));
-            std::mem::forget(spare);
-            return lent;
-        }
-        let buffer: &mut [std::mem::MaybeUninit<u8>] = Box::leak(Box::new_uninit_slice(size));
-        buffer.as_mut_ptr().cast()
-    }
-
-    /// Takes ownership of a buffer the host placed in guest memory through
-    /// `proxy_on_memory_allocate`.
-    fn take_host_buffer(data: *mut u8, size: usize) -> Vec<u8> {
-        if data.is_null() || size == 0 {
-            // A zero-size allocation owns no memory, so there is nothing to free.
-            return Vec::new();
-        }
-        // The spare buffer, if that is what the host filled, keeps its whole capacity.
-        let capacity = match LENT.get() {
-            Some((lent, capacity)) if lent == data => {
-                LENT.set(None);
-                capacity
-            }
-            _ => size,
-        };
-        // SAFETY: the host got `data` from `proxy_on_memory_allocate(size)` (`allocate`), which
-        // either leaked a boxed slice of exactly `size` bytes from the global allocator
-        // (capacity == length == size) or lent the spare `Vec`'s buffer of `capacity >= size`
-        // bytes, recorded in `LENT` and forgotten; the host wrote the first `size` bytes (the
-        // ABI's contract for a returned buffer) and handed ownership back to us; nothing else
-        // refers to it.
-        unsafe { Vec::from_raw_parts(data, size, capacity) }
-    }
+    use super::buffers::{allocate, recycle, take_host_buffer};
 
     /// Calls a host function that returns a buffer through two out-pointers.
     fn call_returning_buffer(

@@ -90,6 +90,15 @@ fn yes() -> bool {
     true
 }
 
+/// Why a request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// It presents no key (or only empty ones).
+    NoKey,
+    /// Its key is not a known one.
+    InvalidKey,
+}
+
 /// One stored key: its digests, as words as requests compare them, and the index of its
 /// consumer.
 #[derive(Debug)]
@@ -279,9 +288,9 @@ impl KeyAuth {
     }
 
     /// Authenticates the first non-empty key the request presents, in `key_names` order, header
-    /// before query: its consumer, or the message of the 401 (no key, or an unknown one).
-    fn check_key(&self, req: &Request<'_>) -> Result<&str, &'static str> {
-        let check = |key: &[u8]| self.authenticate(key).ok_or(INVALID_KEY);
+    /// before query: its consumer, or why the request is refused.
+    fn check_key(&self, req: &Request<'_>) -> Result<&str, Refusal> {
+        let check = |key: &[u8]| self.authenticate(key).ok_or(Refusal::InvalidKey);
         for name in &self.key_names {
             // Looked at in the buffer the host filled, which the SDK keeps (`read_header`).
             if self.key_in_header
@@ -296,7 +305,7 @@ impl KeyAuth {
                 return check(&v);
             }
         }
-        Err(NO_KEY)
+        Err(Refusal::NoKey)
     }
 
     fn reject(message: &str) -> Decision {
@@ -405,13 +414,13 @@ impl Plugin for KeyAuth {
     fn on_request(&self, req: &mut Request<'_>) -> Decision {
         let username = match self.check_key(req) {
             Ok(username) => username,
-            Err(NO_KEY) => {
+            Err(Refusal::NoKey) => {
                 wasmgate_sdk::debug!("key-auth: request without an API key refused");
                 return Self::reject(NO_KEY);
             }
-            Err(message) => {
+            Err(Refusal::InvalidKey) => {
                 wasmgate_sdk::info!("key-auth: request with an invalid API key refused");
-                return Self::reject(message);
+                return Self::reject(INVALID_KEY);
             }
         };
         if self.hide_credentials {
