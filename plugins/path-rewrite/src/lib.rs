@@ -11,10 +11,9 @@
 //! query string is kept. A path that does not match is left alone. The path a plugin sees is the
 //! one the gateway already normalised, so the plugin does no decoding of its own.
 
-use serde::Deserialize;
-use std::borrow::Cow;
 use std::cell::RefCell;
 
+use serde::Deserialize;
 use wasmgate_sdk::{Decision, Plugin, Request, bytes};
 
 /// The configured rewrite.
@@ -127,15 +126,9 @@ impl Plugin for PathRewrite {
 
     fn on_request(&self, req: &mut Request<'_>) -> Decision {
         let mut new = self.new_path.borrow_mut();
-        // Looked at in the buffer the host filled, which the SDK keeps (`read_header`). The
-        // gateway's paths are ASCII; `from_utf8_lossy` alone decodes byte by byte (460
-        // instructions for the seed's path), so it is only the fallback.
+        // Looked at in the buffer the host filled, which the SDK keeps (`read_header`).
         let changed = req.read_header(":path", |path| {
-            let path = path.unwrap_or_default();
-            let path = match std::str::from_utf8(path) {
-                Ok(path) => Cow::Borrowed(path),
-                Err(_) => String::from_utf8_lossy(path),
-            };
+            let path = bytes::text(path.unwrap_or_default());
             let changed = self.rewrite(&path, &mut new);
             if changed {
                 wasmgate_sdk::debug!("path-rewrite: {path} -> {new}");
